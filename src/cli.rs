@@ -1,0 +1,159 @@
+//! The command line: clap derive types only, plus the parser for `--timeout`.
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
+use std::time::Duration;
+
+/// Resolve AWS KMS ciphertexts and SSM Parameter Store references in the environment, then
+/// exec the application.
+#[derive(Debug, Parser)]
+#[command(name = "kms-env", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options that containers set through `KMS_ENV_*` variables.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// AWS region to call; overrides AWS_REGION and the profile. ARN references use their own region.
+    #[arg(long, global = true, env = "KMS_ENV_REGION", value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Deadline for resolving everything, e.g. 30, 2.5, 500ms, 1m (plain numbers are seconds).
+    #[arg(
+        long,
+        global = true,
+        env = "KMS_ENV_TIMEOUT",
+        default_value = "30s",
+        value_parser = parse_timeout,
+        value_name = "DURATION"
+    )]
+    pub timeout: Duration,
+
+    /// More diagnostics on stderr (-v info, -vv debug, -vvv also the AWS SDK's debug log). Never values.
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Diagnostics level, as an alternative to -v for containers.
+    #[arg(long, global = true, env = "KMS_ENV_LOG_LEVEL", value_enum, value_name = "LEVEL")]
+    pub log_level: Option<LogLevel>,
+}
+
+/// Diagnostic levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum LogLevel {
+    /// Only errors.
+    Error,
+    /// Errors and warnings (the default).
+    Warn,
+    /// A line per run.
+    Info,
+    /// A line per variable (names and kinds, never values).
+    Debug,
+    /// Debug plus the AWS SDK's own debug log.
+    Trace,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Resolve every reference in the environment, then replace this process with COMMAND.
+    Exec(ExecArgs),
+    /// Encrypt a value with KMS and print it as kms:<base64>.
+    Encrypt(EncryptArgs),
+    /// Print the plaintext of a kms: value, a raw base64 ciphertext or an ssm: reference.
+    Decrypt(DecryptArgs),
+}
+
+/// `kms-env exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The application and its arguments, passed exactly as given.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<OsString>,
+}
+
+/// `kms-env encrypt`.
+#[derive(Debug, Args)]
+pub struct EncryptArgs {
+    /// KMS key: id, ARN, alias/name or alias ARN.
+    #[arg(long, env = "KMS_ENV_KEY_ID", value_name = "KEY")]
+    pub key_id: String,
+
+    /// Remove trailing whitespace (such as the newline of `echo`) from the plaintext.
+    #[arg(long)]
+    pub trim: bool,
+
+    /// The plaintext; read from stdin when absent or '-'. Prefer stdin: argv is visible to other users.
+    #[arg(value_name = "VALUE")]
+    pub value: Option<OsString>,
+}
+
+/// `kms-env decrypt`.
+#[derive(Debug, Args)]
+pub struct DecryptArgs {
+    /// kms:<base64>, a bare base64 ciphertext or ssm:<name>; read from stdin when absent or '-'.
+    #[arg(value_name = "VALUE")]
+    pub value: Option<OsString>,
+}
+
+/// Parses `30`, `2.5` (seconds) or a humantime duration such as `500ms`, `1m`.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = match s.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 && secs < 86_400.0 => {
+            Duration::from_secs_f64(secs)
+        }
+        Ok(_) => return Err("must be more than 0 and less than a day".into()),
+        Err(_) => humantime::parse_duration(s.trim()).map_err(|e| e.to_string())?,
+    };
+    if d.is_zero() {
+        return Err("must be more than 0".into());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(parse_timeout("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_timeout("2.5"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_timeout("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_timeout("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_timeout("0").is_err());
+        assert!(parse_timeout("-1").is_err());
+        assert!(parse_timeout("soon").is_err());
+        assert!(parse_timeout("0s").is_err());
+    }
+
+    #[test]
+    fn exec_takes_everything_after_the_command_verbatim() {
+        let cli = Cli::try_parse_from([
+            "kms-env", "--region", "eu-west-1", "exec", "app", "--region", "x", "-v",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.region.as_deref(), Some("eu-west-1"));
+        let Command::Exec(args) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.command, ["app", "--region", "x", "-v"]);
+    }
+}

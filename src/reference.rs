@@ -1,0 +1,371 @@
+//! Pure classification of one environment value into a [`Reference`] (DESIGN §2).
+//!
+//! `kms:<base64>` is a KMS ciphertext blob (standard or URL-safe alphabet, padding optional);
+//! `ssm:<name>`, `ssm://<name>`, an optional `:<version>` or `:<label>` selector, and
+//! `ssm:arn:<partition>:ssm:<region>:<account>:parameter/<name>` name a Parameter Store
+//! parameter. Every other value is plain and passes through untouched. A value with a reference
+//! prefix that does not parse is an error; its message never repeats the value.
+
+use crate::error::{Class, Reason};
+use base64::Engine as _;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+
+/// Prefix of a KMS ciphertext value.
+pub const KMS_PREFIX: &str = "kms:";
+/// Prefix of a Parameter Store reference.
+pub const SSM_PREFIX: &str = "ssm:";
+
+/// Longest parameter name SSM accepts (a full ARN may be longer by its prefix).
+const MAX_NAME_LEN: usize = 2048;
+/// Longest selector (a label is at most 100 characters).
+const MAX_SELECTOR_LEN: usize = 100;
+
+/// What a value refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reference {
+    /// A KMS ciphertext blob, already base64-decoded.
+    Kms(Vec<u8>),
+    /// A Parameter Store parameter.
+    Ssm(SsmRef),
+}
+
+impl Reference {
+    /// Short description for messages, e.g. `kms` or `ssm /prod/db:3`. Never a secret.
+    pub fn kind(&self) -> String {
+        match self {
+            Reference::Kms(_) => "kms".to_owned(),
+            Reference::Ssm(r) => format!("ssm {}", r.request()),
+        }
+    }
+}
+
+/// A parameter reference.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SsmRef {
+    /// The parameter's name as SSM knows it, e.g. `/prod/db` or `prod.db`.
+    pub name: String,
+    /// The full ARN when the reference was given by ARN.
+    pub arn: Option<String>,
+    /// The region to call: the ARN's region, otherwise the configured one (`None`).
+    pub region: Option<String>,
+    /// A version number or label, without the colon.
+    pub selector: Option<String>,
+}
+
+impl SsmRef {
+    /// The string sent to SSM: the name or ARN, with `:selector` when pinned.
+    pub fn request(&self) -> String {
+        let base = self.arn.as_deref().unwrap_or(&self.name);
+        match &self.selector {
+            Some(sel) => format!("{base}:{sel}"),
+            None => base.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for SsmRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.request())
+    }
+}
+
+/// Classifies one value. `Ok(None)` means a plain value that passes through.
+pub fn classify(value: &OsStr) -> Result<Option<Reference>, Reason> {
+    let bytes = value.as_bytes();
+    if let Some(body) = bytes.strip_prefix(KMS_PREFIX.as_bytes()) {
+        return decode_blob(body).map(|b| Some(Reference::Kms(b)));
+    }
+    if let Some(body) = bytes.strip_prefix(SSM_PREFIX.as_bytes()) {
+        let body = std::str::from_utf8(body)
+            .map_err(|_| malformed("an ssm: reference must be valid UTF-8"))?;
+        return parse_ssm(body).map(|r| Some(Reference::Ssm(r)));
+    }
+    Ok(None)
+}
+
+fn malformed(detail: &str) -> Reason {
+    Reason::new(Class::Malformed, detail)
+}
+
+/// Decodes a KMS ciphertext blob given in standard or URL-safe base64, padded or not.
+pub fn decode_blob(body: &[u8]) -> Result<Vec<u8>, Reason> {
+    const INDIFFERENT: GeneralPurposeConfig =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, INDIFFERENT);
+    const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, INDIFFERENT);
+
+    if body.is_empty() {
+        return Err(malformed("the kms: value is empty"));
+    }
+    if body.iter().any(u8::is_ascii_whitespace) {
+        return Err(malformed(
+            "the kms: value contains whitespace (a stray newline?)",
+        ));
+    }
+    STANDARD
+        .decode(body)
+        .or_else(|_| URL_SAFE.decode(body))
+        .map_err(|_| malformed("the kms: value is not valid base64"))
+}
+
+fn parse_ssm(body: &str) -> Result<SsmRef, Reason> {
+    let body = body.strip_prefix("//").unwrap_or(body);
+    if body.is_empty() {
+        return Err(malformed("the ssm: reference names no parameter"));
+    }
+    if body.starts_with("arn:") {
+        return parse_arn(body);
+    }
+    let (name, selector) = split_selector(body)?;
+    check_name(name)?;
+    Ok(SsmRef {
+        name: name.to_owned(),
+        arn: None,
+        region: None,
+        selector,
+    })
+}
+
+/// `arn:<partition>:ssm:<region>:<account>:parameter/<name>[:selector]`
+fn parse_arn(body: &str) -> Result<SsmRef, Reason> {
+    const SHAPE: &str =
+        "an ssm: ARN must look like arn:aws:ssm:<region>:<account>:parameter/<name>";
+    let parts: Vec<&str> = body.splitn(6, ':').collect();
+    let [_, partition, service, region, account, resource] = parts[..] else {
+        return Err(malformed(SHAPE));
+    };
+    let Some(path) = resource.strip_prefix("parameter/") else {
+        return Err(malformed(SHAPE));
+    };
+    let lower_dash = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    if service != "ssm"
+        || !lower_dash(partition)
+        || !lower_dash(region)
+        || account.len() != 12
+        || !account.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(malformed(SHAPE));
+    }
+    let (path, selector) = split_selector(path)?;
+    // The ARN of `/prod/db` is `…:parameter/prod/db`; that of `prod.db` is `…:parameter/prod.db`.
+    let name = if path.contains('/') {
+        format!("/{path}")
+    } else {
+        path.to_owned()
+    };
+    check_name(&name)?;
+    Ok(SsmRef {
+        arn: Some(format!(
+            "arn:{partition}:ssm:{region}:{account}:parameter/{path}"
+        )),
+        name,
+        region: Some(region.to_owned()),
+        selector,
+    })
+}
+
+fn split_selector(s: &str) -> Result<(&str, Option<String>), Reason> {
+    let Some((name, selector)) = s.split_once(':') else {
+        return Ok((s, None));
+    };
+    if selector.is_empty()
+        || selector.len() > MAX_SELECTOR_LEN
+        || !selector
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    {
+        return Err(malformed(
+            "the ssm: selector after ':' must be a version number or a label of letters, digits, '_', '.', '-'",
+        ));
+    }
+    Ok((name, Some(selector.to_owned())))
+}
+
+fn check_name(name: &str) -> Result<(), Reason> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(malformed(
+            "the parameter name must be 1 to 2048 characters long",
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b))
+    {
+        return Err(malformed(
+            "the parameter name may hold only letters, digits, '_', '.', '-' and '/'",
+        ));
+    }
+    if name.contains('/') && !name.starts_with('/') {
+        return Err(malformed(
+            "a parameter path must start with '/': write ssm:///prod/db or ssm:/prod/db",
+        ));
+    }
+    if name.contains("//") || (name.len() > 1 && name.ends_with('/')) {
+        return Err(malformed("the parameter path has an empty segment"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ssm(name: &str, selector: Option<&str>) -> Option<Reference> {
+        Some(Reference::Ssm(SsmRef {
+            name: name.into(),
+            arn: None,
+            region: None,
+            selector: selector.map(Into::into),
+        }))
+    }
+
+    fn c(v: &str) -> Result<Option<Reference>, Reason> {
+        classify(OsStr::new(v))
+    }
+
+    fn class_of(v: &str) -> Class {
+        c(v).unwrap_err().class
+    }
+
+    #[test]
+    fn plain_values_pass() {
+        for v in [
+            "",
+            "info",
+            "kms",
+            "KMS:AAAA",
+            "ssm",
+            "SSM:/x",
+            "arn:aws:ssm:us-east-1:123456789012:parameter/x",
+            "secure:abc",
+            " kms:AAAA",
+            "https://kms:443",
+        ] {
+            assert_eq!(c(v).unwrap(), None, "{v}");
+        }
+    }
+
+    #[test]
+    fn kms_standard_and_url_safe_padded_or_not() {
+        let bytes = vec![0xfb, 0xff, 0xbf, 0x01];
+        for v in ["kms:+/+/AQ==", "kms:+/+/AQ", "kms:-_-_AQ==", "kms:-_-_AQ"] {
+            assert_eq!(c(v).unwrap(), Some(Reference::Kms(bytes.clone())), "{v}");
+        }
+    }
+
+    #[test]
+    fn kms_malformed() {
+        for v in [
+            "kms:",
+            "kms:not base64!",
+            "kms:AAAA\n",
+            "kms:+/-_AQ==",
+            "kms:A",
+        ] {
+            assert_eq!(class_of(v), Class::Malformed, "{v}");
+        }
+    }
+
+    #[test]
+    fn malformed_messages_never_repeat_the_value() {
+        let r = c("kms:s3cr3t-l00k!ng").unwrap_err();
+        assert!(!r.detail.contains("s3cr3t"), "{}", r.detail);
+    }
+
+    #[test]
+    fn ssm_forms() {
+        assert_eq!(c("ssm:///prod/db").unwrap(), ssm("/prod/db", None));
+        assert_eq!(c("ssm:/prod/db").unwrap(), ssm("/prod/db", None));
+        assert_eq!(c("ssm://prod.db").unwrap(), ssm("prod.db", None));
+        assert_eq!(c("ssm:prod.db").unwrap(), ssm("prod.db", None));
+        assert_eq!(c("ssm:/prod/db:3").unwrap(), ssm("/prod/db", Some("3")));
+        assert_eq!(
+            c("ssm:///prod/db:current").unwrap(),
+            ssm("/prod/db", Some("current"))
+        );
+        assert_eq!(c("ssm:a_b-c.d").unwrap(), ssm("a_b-c.d", None));
+    }
+
+    #[test]
+    fn ssm_request_strings() {
+        let Some(Reference::Ssm(r)) = c("ssm:/prod/db:7").unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.request(), "/prod/db:7");
+        assert_eq!(Reference::Ssm(r).kind(), "ssm /prod/db:7");
+    }
+
+    #[test]
+    fn ssm_arn() {
+        let Some(Reference::Ssm(r)) =
+            c("ssm:arn:aws:ssm:eu-west-1:123456789012:parameter/prod/db").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(r.name, "/prod/db");
+        assert_eq!(r.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(r.selector, None);
+        assert_eq!(
+            r.request(),
+            "arn:aws:ssm:eu-west-1:123456789012:parameter/prod/db"
+        );
+
+        let Some(Reference::Ssm(r)) =
+            c("ssm://arn:aws-cn:ssm:cn-north-1:123456789012:parameter/flat.name:prod").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(r.name, "flat.name");
+        assert_eq!(r.region.as_deref(), Some("cn-north-1"));
+        assert_eq!(r.selector.as_deref(), Some("prod"));
+        assert_eq!(
+            r.request(),
+            "arn:aws-cn:ssm:cn-north-1:123456789012:parameter/flat.name:prod"
+        );
+    }
+
+    #[test]
+    fn ssm_malformed() {
+        for v in [
+            "ssm:",
+            "ssm://",
+            "ssm:/prod/db:",
+            "ssm:/prod/db:1:2",
+            "ssm:/prod db",
+            "ssm:prod/db",
+            "ssm://prod/db",
+            "ssm:/prod//db",
+            "ssm:/prod/",
+            "ssm:/prod/db:lab el",
+            "ssm:arn:aws:ssm:us-east-1:123456789012:parameter/",
+            "ssm:arn:aws:ssm:us-east-1:123:parameter/x",
+            "ssm:arn:aws:kms:us-east-1:123456789012:parameter/x",
+            "ssm:arn:aws:ssm::123456789012:parameter/x",
+            "ssm:arn:aws:ssm:us-east-1:123456789012:secret/x",
+            "ssm:arn:aws:ssm:us-east-1",
+        ] {
+            assert_eq!(class_of(v), Class::Malformed, "{v}");
+        }
+        let long = format!("ssm:/{}", "a".repeat(MAX_NAME_LEN));
+        assert_eq!(class_of(&long), Class::Malformed);
+    }
+
+    #[test]
+    fn non_utf8_ssm_is_malformed_and_non_utf8_plain_passes() {
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(
+            classify(OsStr::from_bytes(b"ssm:/a\xff"))
+                .unwrap_err()
+                .class,
+            Class::Malformed
+        );
+        assert_eq!(classify(OsStr::from_bytes(b"\xffplain")).unwrap(), None);
+    }
+}

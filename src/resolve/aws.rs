@@ -1,0 +1,228 @@
+//! AWS SDK adapters for the [`Kms`] and [`Ssm`] ports, and the mapping of SDK errors to a
+//! [`Reason`].
+//!
+//! Configuration comes from `aws-config`'s default chain (environment, profile, web identity,
+//! ECS container credentials, IMDS), so `AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL[_KMS|_SSM]`,
+//! `AWS_MAX_ATTEMPTS` and `AWS_RETRY_MODE` work as everywhere else. It is loaded only when a
+//! reference needs it.
+
+use super::{Kms, Parameter, Ssm};
+use crate::error::{Class, Reason};
+use crate::secret::Secret;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_kms::config::http::HttpResponse;
+use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::primitives::Blob;
+
+/// Loads the shared AWS configuration; `region` overrides the chain's region.
+pub async fn load_config(region: Option<String>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region));
+    }
+    loader.load().await
+}
+
+fn no_region() -> Reason {
+    Reason::new(Class::Config, "no AWS region is configured")
+}
+
+/// KMS through the AWS SDK, in the configured region.
+pub struct AwsKms {
+    client: Option<aws_sdk_kms::Client>,
+}
+
+impl AwsKms {
+    /// A KMS client for `config`'s region (calls fail with a configuration error without one).
+    pub fn new(config: &SdkConfig) -> Self {
+        AwsKms {
+            client: config.region().map(|_| aws_sdk_kms::Client::new(config)),
+        }
+    }
+
+    fn client(&self) -> Result<&aws_sdk_kms::Client, Reason> {
+        self.client.as_ref().ok_or_else(no_region)
+    }
+
+    /// KMS `Encrypt` of `plaintext` under `key_id`; returns the ciphertext blob.
+    pub async fn encrypt(&self, key_id: &str, plaintext: &Secret) -> Result<Vec<u8>, Reason> {
+        let out = self
+            .client()?
+            .encrypt()
+            .key_id(key_id)
+            .plaintext(Blob::new(plaintext.expose()))
+            .send()
+            .await
+            .map_err(classify)?;
+        out.ciphertext_blob
+            .map(Blob::into_inner)
+            .ok_or_else(|| Reason::new(Class::ServiceError, "KMS returned no ciphertext"))
+    }
+}
+
+impl Kms for AwsKms {
+    async fn decrypt(&self, blob: &[u8]) -> Result<Secret, Reason> {
+        let out = self
+            .client()?
+            .decrypt()
+            .ciphertext_blob(Blob::new(blob))
+            .send()
+            .await
+            .map_err(classify)?;
+        out.plaintext
+            .map(|p| Secret::new(p.into_inner()))
+            .ok_or_else(|| Reason::new(Class::ServiceError, "KMS returned no plaintext"))
+    }
+}
+
+/// Parameter Store through the AWS SDK; ARN references go to the ARN's region.
+pub struct AwsSsm {
+    config: SdkConfig,
+    default: Option<aws_sdk_ssm::Client>,
+}
+
+impl AwsSsm {
+    /// An SSM client for `config`'s region, and the means to make one for other regions.
+    pub fn new(config: &SdkConfig) -> Self {
+        AwsSsm {
+            config: config.clone(),
+            default: config.region().map(|_| aws_sdk_ssm::Client::new(config)),
+        }
+    }
+
+    fn client(&self, region: Option<&str>) -> Result<aws_sdk_ssm::Client, Reason> {
+        match region {
+            None => self.default.clone().ok_or_else(no_region),
+            Some(r) if self.config.region().is_some_and(|c| c.as_ref() == r) => {
+                self.default.clone().ok_or_else(no_region)
+            }
+            Some(r) => Ok(aws_sdk_ssm::Client::from_conf(
+                aws_sdk_ssm::config::Builder::from(&self.config)
+                    .region(Region::new(r.to_owned()))
+                    .build(),
+            )),
+        }
+    }
+}
+
+impl Ssm for AwsSsm {
+    async fn get_parameters(
+        &self,
+        region: Option<&str>,
+        names: &[String],
+    ) -> Result<Vec<Parameter>, Reason> {
+        let out = self
+            .client(region)?
+            .get_parameters()
+            .set_names(Some(names.to_vec()))
+            .with_decryption(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out
+            .parameters
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| {
+                Some(Parameter {
+                    name: p.name?,
+                    arn: p.arn,
+                    value: Secret::from(p.value?),
+                })
+            })
+            .collect())
+    }
+}
+
+/// Maps any SDK error to a reason class with a detail that names the AWS error code.
+pub fn classify<E>(err: SdkError<E, HttpResponse>) -> Reason
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if let Some(cred) = find_source::<CredentialsError>(&err) {
+        return credentials_reason(cred);
+    }
+    match &err {
+        SdkError::ServiceError(ctx) => {
+            let code = ctx.err().code().unwrap_or("unknown");
+            let message = ctx.err().message().unwrap_or_default();
+            let status = ctx.raw().status().as_u16();
+            let detail = if message.is_empty() {
+                format!("{code} (HTTP {status})")
+            } else {
+                format!("{code}: {message}")
+            };
+            Reason::new(class_of_code(code, status), detail)
+        }
+        SdkError::TimeoutError(_) => Reason::new(Class::TimedOut, "the SDK's timeout passed"),
+        SdkError::DispatchFailure(d) => {
+            let detail = if d.is_timeout() {
+                "connecting timed out".to_owned()
+            } else {
+                format!("cannot reach the endpoint: {}", DisplayErrorContext(&err))
+            };
+            Reason::new(Class::Unreachable, detail)
+        }
+        SdkError::ResponseError(_) => Reason::new(
+            Class::Unreachable,
+            format!("unusable response: {}", DisplayErrorContext(&err)),
+        ),
+        _ => Reason::new(Class::Config, DisplayErrorContext(&err).to_string()),
+    }
+}
+
+fn class_of_code(code: &str, status: u16) -> Class {
+    match code {
+        "ThrottlingException" | "Throttling" | "TooManyRequestsException"
+        | "RequestLimitExceeded" | "ThrottledException" | "SlowDown" => Class::Throttled,
+        "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException"
+        | "InvalidSignatureException" | "ExpiredTokenException" | "InvalidClientTokenId"
+        | "MissingAuthenticationToken" | "IncompleteSignature" | "SignatureDoesNotMatch" => {
+            Class::AccessDenied
+        }
+        "InvalidCiphertextException" | "IncorrectKeyException" | "InvalidKeyUsageException"
+        | "DisabledException" | "KMSInvalidStateException" | "InvalidKeyId"
+        | "InvalidGrantTokenException" => Class::BadCiphertext,
+        "NotFoundException" | "ParameterNotFound" | "ParameterVersionNotFound" => Class::NotFound,
+        "ValidationException" if status < 500 => Class::Malformed,
+        _ => Class::ServiceError,
+    }
+}
+
+fn credentials_reason(err: &CredentialsError) -> Reason {
+    let class = match err {
+        CredentialsError::InvalidConfiguration(_) => Class::Config,
+        _ => Class::NoCredentials,
+    };
+    Reason::new(class, DisplayErrorContext(err).to_string())
+}
+
+fn find_source<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_map_to_classes() {
+        assert_eq!(class_of_code("ThrottlingException", 400), Class::Throttled);
+        assert_eq!(class_of_code("AccessDeniedException", 400), Class::AccessDenied);
+        assert_eq!(class_of_code("InvalidCiphertextException", 400), Class::BadCiphertext);
+        assert_eq!(class_of_code("NotFoundException", 400), Class::NotFound);
+        assert_eq!(class_of_code("ParameterNotFound", 400), Class::NotFound);
+        assert_eq!(class_of_code("InternalServerError", 500), Class::ServiceError);
+        assert_eq!(class_of_code("KMSInternalException", 500), Class::ServiceError);
+    }
+}
