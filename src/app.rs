@@ -4,9 +4,9 @@
 //! it calls is either pure (`plan`, `reference`) or behind the resolver ports.
 
 use crate::cli::{Cli, Command, DecryptArgs, EncryptArgs, ExecArgs, Global, LogLevel};
-use crate::error::{Class, Error, Failure, Reason};
+use crate::error::{Class, Error, Reason};
 use crate::exec;
-use crate::plan::{Outcomes, Plan, Value};
+use crate::plan::{Outcomes, Plan, Value, Vars};
 use crate::reference::{KMS_PREFIX, SSM_PREFIX};
 use crate::resolve::aws::{AwsKms, AwsSsm, load_config};
 use crate::resolve::resolve;
@@ -86,10 +86,10 @@ fn block_on<F: Future>(fut: F) -> Result<F::Output, Error> {
 }
 
 /// Resolves every reference in `plan`; without references, no AWS configuration is loaded.
-fn resolve_plan(global: &Global, plan: Plan) -> Result<Result<Vec<(OsString, Value)>, Vec<Failure>>, Error> {
+fn resolve_plan(global: &Global, plan: Plan) -> Result<Vars, Error> {
     if plan.is_empty() {
         debug!("no references to resolve; AWS configuration not loaded");
-        return Ok(plan.apply(Outcomes::default()));
+        return plan.apply(Outcomes::default()).map_err(Error::Resolve);
     }
     let started = std::time::Instant::now();
     info!(
@@ -103,7 +103,13 @@ fn resolve_plan(global: &Global, plan: Plan) -> Result<Result<Vec<(OsString, Val
         match tokio::time::timeout_at(deadline, load_config(global.region.clone())).await {
             Ok(config) => {
                 debug!(region = ?config.region(), "AWS configuration loaded");
-                resolve(&plan, &AwsKms::new(&config), &AwsSsm::new(&config), deadline).await
+                resolve(
+                    &plan,
+                    &AwsKms::new(&config),
+                    &AwsSsm::new(&config),
+                    deadline,
+                )
+                .await
             }
             Err(_) => plan.fail_all(Reason::new(
                 Class::TimedOut,
@@ -111,18 +117,15 @@ fn resolve_plan(global: &Global, plan: Plan) -> Result<Result<Vec<(OsString, Val
             )),
         }
     })?;
-    let result = plan.apply(outcomes);
-    match &result {
-        Ok(_) => info!("resolved in {} ms", started.elapsed().as_millis()),
-        Err(failures) => debug!("{} variables failed", failures.len()),
-    }
-    Ok(result)
+    let vars = plan.apply(outcomes).map_err(Error::Resolve)?;
+    info!("resolved in {} ms", started.elapsed().as_millis());
+    Ok(vars)
 }
 
 fn exec_command(global: &Global, args: ExecArgs) -> Result<(), Error> {
     let plan = Plan::new(std::env::vars_os());
     debug!("{} variables hold references", plan.reference_count());
-    let vars = resolve_plan(global, plan)?.map_err(Error::Resolve)?;
+    let vars = resolve_plan(global, plan)?;
     Err(exec::exec(&args.command, vars))
 }
 
@@ -167,11 +170,15 @@ fn encrypt(global: &Global, args: EncryptArgs) -> Result<(), Error> {
         .last()
         .is_some_and(u8::is_ascii_whitespace)
     {
-        warn!("the plaintext ends in whitespace (a newline from echo?); it is kept as is. Use --trim to remove it");
+        warn!(
+            "the plaintext ends in whitespace (a newline from echo?); it is kept as is. Use --trim to remove it"
+        );
     }
     let bad = |detail: &str| Error::Value(Reason::new(Class::Malformed, detail));
     if plaintext.expose().is_empty() {
-        return Err(bad("the plaintext is empty; KMS cannot encrypt an empty value"));
+        return Err(bad(
+            "the plaintext is empty; KMS cannot encrypt an empty value",
+        ));
     }
     if plaintext.contains_nul() {
         return Err(bad(
@@ -187,9 +194,14 @@ fn encrypt(global: &Global, args: EncryptArgs) -> Result<(), Error> {
             let config = load_config(global.region.clone()).await;
             AwsKms::new(&config).encrypt(&args.key_id, &plaintext).await
         };
-        tokio::time::timeout_at(deadline, work).await.unwrap_or_else(|_| {
-            Err(Reason::new(Class::TimedOut, "no answer before the deadline"))
-        })
+        tokio::time::timeout_at(deadline, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Reason::new(
+                    Class::TimedOut,
+                    "no answer before the deadline",
+                ))
+            })
     })?
     .map_err(Error::Value)?;
     let encoded = base64::engine::general_purpose::STANDARD.encode(blob);
@@ -199,14 +211,19 @@ fn encrypt(global: &Global, args: EncryptArgs) -> Result<(), Error> {
 fn decrypt(global: &Global, args: DecryptArgs) -> Result<(), Error> {
     let input = read_value(args.value)?;
     let input = input.trim_ascii();
-    let value = if input.starts_with(KMS_PREFIX.as_bytes()) || input.starts_with(SSM_PREFIX.as_bytes()) {
-        input.to_vec()
-    } else {
-        [KMS_PREFIX.as_bytes(), input].concat()
-    };
+    let value =
+        if input.starts_with(KMS_PREFIX.as_bytes()) || input.starts_with(SSM_PREFIX.as_bytes()) {
+            input.to_vec()
+        } else {
+            [KMS_PREFIX.as_bytes(), input].concat()
+        };
     let plan = Plan::new([(OsString::from("VALUE"), OsString::from_vec(value))]);
-    let vars = resolve_plan(global, plan)?.map_err(|mut failures| {
-        Error::Value(failures.swap_remove(0).reason)
+    // One value: report its reason, not a list of variables.
+    let vars = resolve_plan(global, plan).map_err(|e| match e {
+        Error::Resolve(mut failures) if !failures.is_empty() => {
+            Error::Value(failures.swap_remove(0).reason)
+        }
+        other => other,
     })?;
     match vars.first() {
         Some((_, Value::Secret(s))) => write_stdout(s.expose()),
@@ -214,4 +231,3 @@ fn decrypt(global: &Global, args: DecryptArgs) -> Result<(), Error> {
         None => Err(Error::Usage("nothing to decrypt".into())),
     }
 }
-

@@ -40,7 +40,13 @@ pub struct Global {
     pub verbose: u8,
 
     /// Diagnostics level, as an alternative to -v for containers.
-    #[arg(long, global = true, env = "KMS_ENV_LOG_LEVEL", value_enum, value_name = "LEVEL")]
+    #[arg(
+        long,
+        global = true,
+        env = "KMS_ENV_LOG_LEVEL",
+        value_enum,
+        value_name = "LEVEL"
+    )]
     pub log_level: Option<LogLevel>,
 }
 
@@ -147,7 +153,14 @@ mod tests {
     #[test]
     fn exec_takes_everything_after_the_command_verbatim() {
         let cli = Cli::try_parse_from([
-            "kms-env", "--region", "eu-west-1", "exec", "app", "--region", "x", "-v",
+            "kms-env",
+            "--region",
+            "eu-west-1",
+            "exec",
+            "app",
+            "--region",
+            "x",
+            "-v",
         ])
         .unwrap();
         assert_eq!(cli.global.region.as_deref(), Some("eu-west-1"));

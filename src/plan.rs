@@ -70,6 +70,9 @@ pub enum Value {
     Secret(Secret),
 }
 
+/// The final environment, in the original order.
+pub type Vars = Vec<(OsString, Value)>;
+
 /// The de-duplicated work for one environment.
 #[derive(Debug)]
 pub struct Plan {
@@ -101,7 +104,9 @@ impl Plan {
                 Ok(Some(reference)) => {
                     let kind = reference.kind();
                     let job = match reference {
-                        Reference::Kms(blob) => Job::Kms(intern(&mut kms_index, &mut plan.kms, blob)),
+                        Reference::Kms(blob) => {
+                            Job::Kms(intern(&mut kms_index, &mut plan.kms, blob))
+                        }
                         Reference::Ssm(r) => Job::Ssm(intern(&mut ssm_index, &mut plan.ssm, r)),
                     };
                     Slot::Ref { kind, job }
@@ -144,7 +149,7 @@ impl Plan {
 
     /// Applies the lookups' results: the final variables in the original order, or every
     /// failure (malformed references included). A plaintext with a NUL byte is a failure.
-    pub fn apply(self, outcomes: Outcomes) -> Result<Vec<(OsString, Value)>, Vec<Failure>> {
+    pub fn apply(self, outcomes: Outcomes) -> Result<Vars, Vec<Failure>> {
         let mut failures = self.failures;
         let mut vars = Vec::with_capacity(self.entries.len());
         for Entry { name, slot } in self.entries {
@@ -154,8 +159,14 @@ impl Plan {
                     continue;
                 }
                 Slot::Broken => continue,
-                Slot::Ref { kind, job: Job::Kms(i) } => (kind, outcomes.kms.get(i)),
-                Slot::Ref { kind, job: Job::Ssm(i) } => (kind, outcomes.ssm.get(i)),
+                Slot::Ref {
+                    kind,
+                    job: Job::Kms(i),
+                } => (kind, outcomes.kms.get(i)),
+                Slot::Ref {
+                    kind,
+                    job: Job::Ssm(i),
+                } => (kind, outcomes.ssm.get(i)),
             };
             let result = match result {
                 Some(Ok(secret)) if secret.contains_nul() => Err(Reason::new(
@@ -196,7 +207,11 @@ fn intern<K: std::hash::Hash + Eq + Clone>(
 
 fn kind_of_malformed(value: &std::ffi::OsStr) -> String {
     use std::os::unix::ffi::OsStrExt;
-    let prefix = value.as_bytes().split(|&b| b == b':').next().unwrap_or_default();
+    let prefix = value
+        .as_bytes()
+        .split(|&b| b == b':')
+        .next()
+        .unwrap_or_default();
     String::from_utf8_lossy(prefix).into_owned()
 }
 

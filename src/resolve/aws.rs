@@ -174,15 +174,27 @@ where
 
 fn class_of_code(code: &str, status: u16) -> Class {
     match code {
-        "ThrottlingException" | "Throttling" | "TooManyRequestsException"
-        | "RequestLimitExceeded" | "ThrottledException" | "SlowDown" => Class::Throttled,
-        "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException"
-        | "InvalidSignatureException" | "ExpiredTokenException" | "InvalidClientTokenId"
-        | "MissingAuthenticationToken" | "IncompleteSignature" | "SignatureDoesNotMatch" => {
-            Class::AccessDenied
-        }
-        "InvalidCiphertextException" | "IncorrectKeyException" | "InvalidKeyUsageException"
-        | "DisabledException" | "KMSInvalidStateException" | "InvalidKeyId"
+        "ThrottlingException"
+        | "Throttling"
+        | "TooManyRequestsException"
+        | "RequestLimitExceeded"
+        | "ThrottledException"
+        | "SlowDown" => Class::Throttled,
+        "AccessDeniedException"
+        | "AccessDenied"
+        | "UnrecognizedClientException"
+        | "InvalidSignatureException"
+        | "ExpiredTokenException"
+        | "InvalidClientTokenId"
+        | "MissingAuthenticationToken"
+        | "IncompleteSignature"
+        | "SignatureDoesNotMatch" => Class::AccessDenied,
+        "InvalidCiphertextException"
+        | "IncorrectKeyException"
+        | "InvalidKeyUsageException"
+        | "DisabledException"
+        | "KMSInvalidStateException"
+        | "InvalidKeyId"
         | "InvalidGrantTokenException" => Class::BadCiphertext,
         "NotFoundException" | "ParameterNotFound" | "ParameterVersionNotFound" => Class::NotFound,
         "ValidationException" if status < 500 => Class::Malformed,
@@ -218,11 +230,23 @@ mod tests {
     #[test]
     fn error_codes_map_to_classes() {
         assert_eq!(class_of_code("ThrottlingException", 400), Class::Throttled);
-        assert_eq!(class_of_code("AccessDeniedException", 400), Class::AccessDenied);
-        assert_eq!(class_of_code("InvalidCiphertextException", 400), Class::BadCiphertext);
+        assert_eq!(
+            class_of_code("AccessDeniedException", 400),
+            Class::AccessDenied
+        );
+        assert_eq!(
+            class_of_code("InvalidCiphertextException", 400),
+            Class::BadCiphertext
+        );
         assert_eq!(class_of_code("NotFoundException", 400), Class::NotFound);
         assert_eq!(class_of_code("ParameterNotFound", 400), Class::NotFound);
-        assert_eq!(class_of_code("InternalServerError", 500), Class::ServiceError);
-        assert_eq!(class_of_code("KMSInternalException", 500), Class::ServiceError);
+        assert_eq!(
+            class_of_code("InternalServerError", 500),
+            Class::ServiceError
+        );
+        assert_eq!(
+            class_of_code("KMSInternalException", 500),
+            Class::ServiceError
+        );
     }
 }

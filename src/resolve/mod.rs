@@ -134,7 +134,10 @@ mod tests {
                 std::future::pending::<()>().await;
             }
             if blob == [0xee] {
-                return Err(Reason::new(Class::BadCiphertext, "InvalidCiphertextException"));
+                return Err(Reason::new(
+                    Class::BadCiphertext,
+                    "InvalidCiphertextException",
+                ));
             }
             Ok(Secret::new(blob.iter().rev().copied().collect()))
         }
@@ -170,7 +173,10 @@ mod tests {
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
-        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
     }
 
     fn run(plan: &Plan, kms: &FakeKms, ssm: &FakeSsm, ms: u64) -> Outcomes {
@@ -226,10 +232,14 @@ mod tests {
         let names: Vec<(String, String)> = (0..25)
             .map(|i| (format!("V{i}"), format!("ssm:/p{i}")))
             .collect();
-        let values: Vec<(String, String)> =
-            (0..25).map(|i| (format!("/p{i}"), format!("v{i}"))).collect();
+        let values: Vec<(String, String)> = (0..25)
+            .map(|i| (format!("/p{i}"), format!("v{i}")))
+            .collect();
         let plan = Plan::new(names.iter().map(|(k, v)| (k.into(), v.into())));
-        let pairs: Vec<(&str, &str)> = values.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let pairs: Vec<(&str, &str)> = values
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
         let (kms, ssm) = fakes(&pairs);
         let out = run(&plan, &kms, &ssm, 1000);
         let sizes: Vec<usize> = ssm.batches.borrow().iter().map(|b| b.1.len()).collect();
@@ -241,7 +251,11 @@ mod tests {
 
     #[test]
     fn a_hanging_call_times_out_and_the_others_still_answer() {
-        let plan = Plan::new(env(&[("HANG", "kms:/w=="), ("OK", "kms:AQI="), ("BAD", "kms:7g==")]));
+        let plan = Plan::new(env(&[
+            ("HANG", "kms:/w=="),
+            ("OK", "kms:AQI="),
+            ("BAD", "kms:7g=="),
+        ]));
         let (kms, ssm) = fakes(&[]);
         let out = run(&plan, &kms, &ssm, 500);
         assert_eq!(out.kms[0].as_ref().unwrap_err().class, Class::TimedOut);

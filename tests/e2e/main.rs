@@ -1,0 +1,9 @@
+//! End-to-end tests: the built `kms-env` binary against a real `moto_server` on loopback, with
+//! ciphertexts and parameters made by the AWS CLI and boto3.
+
+mod common;
+mod exec;
+mod failures;
+mod interop;
+mod network;
+mod values;
