@@ -30,17 +30,7 @@ fn cli_decrypt(value: &str) -> Vec<u8> {
     let blob = STANDARD
         .decode(value.trim().strip_prefix("kms:").unwrap())
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("blob");
-    std::fs::write(&file, blob).unwrap();
-    let b64 = aws(&[
-        "kms",
-        "decrypt",
-        "--ciphertext-blob",
-        &format!("fileb://{}", file.display()),
-        "--query",
-        "Plaintext",
-    ]);
+    let b64 = aws_kms_blob("decrypt", "--ciphertext-blob", &blob, "Plaintext", &[]);
     STANDARD.decode(b64).unwrap()
 }
 

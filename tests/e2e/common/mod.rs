@@ -145,21 +145,33 @@ pub fn unique(tag: &str) -> String {
     format!("/kms-env-test/{tag}-{}", N.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Runs `aws kms <operation> <blob_flag> fileb://… --query <query>` with `bytes` in the file
+/// (AWS CLI v1 takes binary blobs only from files), plus `extra` arguments.
+pub fn aws_kms_blob(
+    operation: &str,
+    blob_flag: &str,
+    bytes: &[u8],
+    query: &str,
+    extra: &[&str],
+) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("blob");
+    std::fs::write(&file, bytes).unwrap();
+    let fileb = format!("fileb://{}", file.display());
+    let mut args = vec!["kms", operation, blob_flag, &fileb, "--query", query];
+    args.extend_from_slice(extra);
+    aws(&args)
+}
+
 /// `kms:<base64>` made by `aws kms encrypt` (not by us).
 pub fn cli_encrypt(plaintext: &[u8]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("plain");
-    std::fs::write(&file, plaintext).unwrap();
-    let b64 = aws(&[
-        "kms",
+    let b64 = aws_kms_blob(
         "encrypt",
-        "--key-id",
-        key_id(),
         "--plaintext",
-        &format!("fileb://{}", file.display()),
-        "--query",
+        plaintext,
         "CiphertextBlob",
-    ]);
+        &["--key-id", key_id()],
+    );
     format!("kms:{b64}")
 }
 
