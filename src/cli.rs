@@ -2,6 +2,7 @@
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Resolve AWS KMS ciphertexts and SSM Parameter Store references in the environment, then
@@ -72,8 +73,16 @@ pub enum Command {
     Exec(ExecArgs),
     /// Encrypt a value with KMS and print it as kms:<base64>.
     Encrypt(EncryptArgs),
-    /// Print the plaintext of a kms: value, a raw base64 ciphertext or an ssm: reference.
+    /// Print the plaintext of a kms: value, a raw base64 ciphertext, an ssm: reference or a secure: value.
     Decrypt(DecryptArgs),
+    /// Resolve the environment and print it for eval, docker --env-file or JSON tools.
+    Export(ExportArgs),
+    /// Original kms-env: start an env file with a new data key (rotates the key of an existing one).
+    Init(InitArgs),
+    /// Original kms-env: encrypt KEY=VALUE entries into an env file.
+    Add(AddArgs),
+    /// Original kms-env: print an env file with its values decrypted (debugging only).
+    Show(ShowArgs),
 }
 
 /// `kms-env exec`.
@@ -87,6 +96,10 @@ pub struct ExecArgs {
         value_name = "COMMAND"
     )]
     pub command: Vec<OsString>,
+
+    /// Keep helper variables (KMS_DATA_KEY, KMS_ENCRYPTED_*) in the application's environment.
+    #[arg(long)]
+    pub keep_references: bool,
 }
 
 /// `kms-env encrypt`.
@@ -111,6 +124,69 @@ pub struct DecryptArgs {
     /// kms:<base64>, a bare base64 ciphertext or ssm:<name>; read from stdin when absent or '-'.
     #[arg(value_name = "VALUE")]
     pub value: Option<OsString>,
+}
+
+/// `kms-env export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Shell)]
+    pub format: ExportFormat,
+
+    /// Print every variable, not only the resolved ones.
+    #[arg(long)]
+    pub all: bool,
+
+    /// With --all: keep helper variables (KMS_DATA_KEY, KMS_ENCRYPTED_*).
+    #[arg(long)]
+    pub keep_references: bool,
+}
+
+/// Output formats of `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// `export NAME='value'` lines, POSIX single-quoted, for `eval` in sh, dash and bash.
+    Shell,
+    /// `NAME=value` lines by Docker's --env-file rules; refuses values it cannot represent.
+    Dotenv,
+    /// One JSON object, in environment order.
+    Json,
+}
+
+/// `kms-env init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// KMS key for the data key: id, ARN, alias/name or alias ARN.
+    #[arg(value_name = "KEY")]
+    pub key_id: String,
+
+    /// The env file; created (mode 0600) when missing.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// `kms-env add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The env file (made by init).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// KEY=VALUE entries; the value is everything after the first '=', exactly. With --stdin, one KEY.
+    #[arg(value_name = "KEY=VALUE", required = true)]
+    pub entries: Vec<String>,
+
+    /// Read the value of the single KEY from stdin (exactly), keeping it out of argv and history.
+    #[arg(long)]
+    pub stdin: bool,
+}
+
+/// `kms-env show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The env file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 /// Parses `30`, `2.5` (seconds) or a humantime duration such as `500ms`, `1m`.

@@ -3,8 +3,10 @@
 
 mod app;
 mod cli;
+mod envfile;
 mod error;
 mod exec;
+mod export;
 mod plan;
 mod reference;
 mod resolve;

@@ -5,41 +5,57 @@
 //! blob once and each distinct SSM reference once, and groups the SSM references into
 //! `GetParameters` batches of at most [`SSM_BATCH_MAX`] per region, never two references to the
 //! same parameter in one batch (SSM answers by name, so two selectors of one name could not be
-//! told apart). [`Plan::apply`] turns the resolver's [`Outcomes`] into the final variables or into
-//! the complete list of failures.
+//! told apart). It also knows the helper variables of other tools: `KMS_DATA_KEY` (the original
+//! kms-env's encrypted data key, decrypted once for all its `secure:` values) and shush's
+//! `KMS_ENCRYPTED_<NAME>` (sets `<NAME>`). [`Plan::apply`] turns the resolver's [`Outcomes`] into
+//! the final variables or into the complete list of failures.
 
+use crate::envfile::crypto;
 use crate::error::{Class, Failure, Reason};
-use crate::reference::{Reference, SsmRef, classify};
+use crate::reference::{KMS_PREFIX, Reference, SsmRef, classify, decode_blob};
 use crate::secret::Secret;
-use std::collections::HashMap;
-use std::ffi::OsString;
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 
 /// `GetParameters` accepts at most ten names per call.
 pub const SSM_BATCH_MAX: usize = 10;
+/// The original kms-env's encrypted data key.
+pub const DATA_KEY_VAR: &str = "KMS_DATA_KEY";
+/// shush's convention: `KMS_ENCRYPTED_<NAME>=<base64>` sets `<NAME>`.
+pub const SHUSH_PREFIX: &str = "KMS_ENCRYPTED_";
 
 /// One variable of the environment, as planned.
 #[derive(Debug)]
 struct Entry {
+    /// The name the child sees (`<NAME>` for `KMS_ENCRYPTED_<NAME>`).
     name: OsString,
     slot: Slot,
+    /// A helper variable as it was (`KMS_DATA_KEY`, `KMS_ENCRYPTED_*`): the child gets it, ahead
+    /// of the entry itself, only with `--keep-references`.
+    helper: Option<(OsString, OsString)>,
 }
 
 #[derive(Debug)]
 enum Slot {
     /// Passes through untouched.
     Plain(OsString),
+    /// Nothing of its own for the child (`KMS_DATA_KEY`).
+    Nothing,
     /// Could not be classified; the reason is already in `Plan::failures`.
     Broken,
     /// A reference: its description for messages and its lookup.
     Ref { kind: String, job: Job },
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Job {
     /// Index into `Plan::kms`.
     Kms(usize),
     /// Index into `Plan::ssm`.
     Ssm(usize),
+    /// An original kms-env value: the data key's index into `Plan::kms`, and the hex part.
+    Envelope { key: usize, value: String },
 }
 
 /// One `GetParameters` call: a region (`None` = the configured one) and indices into
@@ -77,7 +93,8 @@ pub type Vars = Vec<(OsString, Value)>;
 #[derive(Debug)]
 pub struct Plan {
     entries: Vec<Entry>,
-    /// Distinct KMS ciphertext blobs, in first-seen order.
+    keep_references: bool,
+    /// Distinct KMS ciphertext blobs (data keys included), in first-seen order.
     pub kms: Vec<Vec<u8>>,
     /// Distinct SSM references, in first-seen order.
     pub ssm: Vec<SsmRef>,
@@ -86,11 +103,18 @@ pub struct Plan {
     failures: Vec<Failure>,
 }
 
+fn lossy(name: &OsStr) -> String {
+    name.to_string_lossy().into_owned()
+}
+
 impl Plan {
-    /// Classifies every variable of `env` (in order) and plans the lookups.
-    pub fn new(env: impl IntoIterator<Item = (OsString, OsString)>) -> Plan {
+    /// Classifies every variable of `env` (in order) and plans the lookups. With
+    /// `keep_references`, helper variables stay in the child's environment.
+    pub fn new(env: impl IntoIterator<Item = (OsString, OsString)>, keep_references: bool) -> Plan {
+        let env: Vec<(OsString, OsString)> = env.into_iter().collect();
         let mut plan = Plan {
             entries: Vec::new(),
+            keep_references,
             kms: Vec::new(),
             ssm: Vec::new(),
             batches: Vec::new(),
@@ -98,32 +122,104 @@ impl Plan {
         };
         let mut kms_index: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut ssm_index: HashMap<SsmRef, usize> = HashMap::new();
+
+        let data_key = env
+            .iter()
+            .find(|(k, _)| k == DATA_KEY_VAR)
+            .map(|(_, v)| v.clone());
+        // The data key is decrypted only if some `secure:` value needs it.
+        let mut data_key_job: Option<Result<usize, Reason>> = None;
+        let shush_targets: HashSet<OsString> =
+            env.iter().filter_map(|(k, _)| shush_target(k)).collect();
+
         for (name, value) in env {
-            let slot = match classify(&value) {
+            if name == DATA_KEY_VAR {
+                plan.entries.push(Entry {
+                    name: name.clone(),
+                    slot: Slot::Nothing,
+                    helper: Some((name, value)),
+                });
+                continue;
+            }
+            if shush_targets.contains(&name) {
+                continue; // KMS_ENCRYPTED_<NAME> decides <NAME>
+            }
+            let (target, helper, classified) = match shush_target(&name) {
+                Some(target) => {
+                    let body = value.as_bytes();
+                    let body = body.strip_prefix(KMS_PREFIX.as_bytes()).unwrap_or(body);
+                    let classified = decode_blob(body).map(|b| Some(Reference::Kms(b)));
+                    (target, Some((name, value.clone())), classified)
+                }
+                None => (name, None, classify(&value, data_key.is_some())),
+            };
+            let slot = match classified {
                 Ok(None) => Slot::Plain(value),
                 Ok(Some(reference)) => {
-                    let kind = reference.kind();
+                    let kind = if helper.is_some() {
+                        format!("kms, {SHUSH_PREFIX}*")
+                    } else {
+                        reference.kind()
+                    };
                     let job = match reference {
                         Reference::Kms(blob) => {
-                            Job::Kms(intern(&mut kms_index, &mut plan.kms, blob))
+                            Ok(Job::Kms(intern(&mut kms_index, &mut plan.kms, blob)))
                         }
-                        Reference::Ssm(r) => Job::Ssm(intern(&mut ssm_index, &mut plan.ssm, r)),
+                        Reference::Ssm(r) => Ok(Job::Ssm(intern(&mut ssm_index, &mut plan.ssm, r))),
+                        Reference::Envelope(value) => data_key_job
+                            .get_or_insert_with(|| {
+                                let encoded = data_key.as_deref().unwrap_or_default();
+                                decode_blob(encoded.as_bytes())
+                                    .map(|blob| intern(&mut kms_index, &mut plan.kms, blob))
+                                    .map_err(|r| {
+                                        Reason::new(
+                                            r.class,
+                                            format!("{DATA_KEY_VAR}: {}", r.detail),
+                                        )
+                                    })
+                            })
+                            .clone()
+                            .map(|key| Job::Envelope { key, value }),
                     };
-                    Slot::Ref { kind, job }
+                    match job {
+                        Ok(job) => Slot::Ref { kind, job },
+                        Err(reason) => {
+                            plan.fail(&target, kind, reason);
+                            Slot::Broken
+                        }
+                    }
                 }
-                Err(reason) => {
-                    plan.failures.push(Failure {
-                        variable: name.to_string_lossy().into_owned(),
-                        kind: kind_of_malformed(&value),
-                        reason,
-                    });
-                    Slot::Broken
-                }
+                Err(reason) => match &helper {
+                    Some((helper_name, _)) => {
+                        plan.fail(
+                            &helper_name.clone(),
+                            format!("kms, {SHUSH_PREFIX}*"),
+                            reason,
+                        );
+                        Slot::Broken
+                    }
+                    None => {
+                        plan.fail(&target, kind_of_malformed(&value), reason);
+                        Slot::Broken
+                    }
+                },
             };
-            plan.entries.push(Entry { name, slot });
+            plan.entries.push(Entry {
+                name: target,
+                slot,
+                helper,
+            });
         }
         plan.batches = batches(&plan.ssm);
         plan
+    }
+
+    fn fail(&mut self, variable: &OsStr, kind: String, reason: Reason) {
+        self.failures.push(Failure {
+            variable: lossy(variable),
+            kind,
+            reason,
+        });
     }
 
     /// Whether there is nothing to look up (no AWS configuration needs loading).
@@ -135,7 +231,7 @@ impl Plan {
     pub fn reference_count(&self) -> usize {
         self.entries
             .iter()
-            .filter(|e| !matches!(e.slot, Slot::Plain(_)))
+            .filter(|e| matches!(e.slot, Slot::Ref { .. } | Slot::Broken))
             .count()
     }
 
@@ -152,35 +248,42 @@ impl Plan {
     pub fn apply(self, outcomes: Outcomes) -> Result<Vars, Vec<Failure>> {
         let mut failures = self.failures;
         let mut vars = Vec::with_capacity(self.entries.len());
-        for Entry { name, slot } in self.entries {
+        let missing = || Err(Reason::new(Class::TimedOut, "not resolved"));
+        for Entry { name, slot, helper } in self.entries {
+            // Failures name the variable the operator wrote.
+            let reported = helper.as_ref().map_or(&name, |(n, _)| n).clone();
+            if let Some((helper_name, original)) = helper
+                && self.keep_references
+            {
+                vars.push((helper_name, Value::Plain(original)));
+            }
             let (kind, result) = match slot {
                 Slot::Plain(v) => {
                     vars.push((name, Value::Plain(v)));
                     continue;
                 }
-                Slot::Broken => continue,
-                Slot::Ref {
-                    kind,
-                    job: Job::Kms(i),
-                } => (kind, outcomes.kms.get(i)),
-                Slot::Ref {
-                    kind,
-                    job: Job::Ssm(i),
-                } => (kind, outcomes.ssm.get(i)),
+                Slot::Nothing | Slot::Broken => continue,
+                Slot::Ref { kind, job } => {
+                    let result = match job {
+                        Job::Kms(i) => outcomes.kms.get(i).cloned().unwrap_or_else(missing),
+                        Job::Ssm(i) => outcomes.ssm.get(i).cloned().unwrap_or_else(missing),
+                        Job::Envelope { key, value } => {
+                            let data_key = outcomes.kms.get(key).cloned().unwrap_or_else(missing);
+                            data_key
+                                .map_err(|r| {
+                                    Reason::new(r.class, format!("{DATA_KEY_VAR}: {}", r.detail))
+                                })
+                                .and_then(|dk| crypto::data_key(dk.expose()))
+                                .and_then(|dk| crypto::decrypt(&value, &dk))
+                        }
+                    };
+                    (kind, result)
+                }
             };
-            let result = match result {
-                Some(Ok(secret)) if secret.contains_nul() => Err(Reason::new(
-                    Class::BadCiphertext,
-                    "the plaintext contains a NUL byte, which an environment variable cannot hold",
-                )),
-                Some(Ok(secret)) => Ok(secret.clone()),
-                Some(Err(reason)) => Err(reason.clone()),
-                None => Err(Reason::new(Class::TimedOut, "not resolved")),
-            };
-            match result {
+            match result.and_then(check_nul) {
                 Ok(secret) => vars.push((name, Value::Secret(secret))),
                 Err(reason) => failures.push(Failure {
-                    variable: name.to_string_lossy().into_owned(),
+                    variable: lossy(&reported),
                     kind,
                     reason,
                 }),
@@ -194,6 +297,25 @@ impl Plan {
     }
 }
 
+fn check_nul(secret: Secret) -> Result<Secret, Reason> {
+    if secret.contains_nul() {
+        Err(Reason::new(
+            Class::BadCiphertext,
+            "the plaintext contains a NUL byte, which an environment variable cannot hold",
+        ))
+    } else {
+        Ok(secret)
+    }
+}
+
+/// `<NAME>` of a variable named `KMS_ENCRYPTED_<NAME>` (non-empty).
+fn shush_target(name: &OsStr) -> Option<OsString> {
+    name.as_bytes()
+        .strip_prefix(SHUSH_PREFIX.as_bytes())
+        .filter(|rest| !rest.is_empty())
+        .map(|rest| OsStr::from_bytes(rest).to_owned())
+}
+
 fn intern<K: std::hash::Hash + Eq + Clone>(
     index: &mut HashMap<K, usize>,
     list: &mut Vec<K>,
@@ -205,8 +327,7 @@ fn intern<K: std::hash::Hash + Eq + Clone>(
     })
 }
 
-fn kind_of_malformed(value: &std::ffi::OsStr) -> String {
-    use std::os::unix::ffi::OsStrExt;
+fn kind_of_malformed(value: &OsStr) -> String {
     let prefix = value
         .as_bytes()
         .split(|&b| b == b':')
@@ -259,15 +380,15 @@ mod tests {
 
     #[test]
     fn batch_sizes_for_1_10_11_25() {
-        assert_eq!(sizes(&Plan::new(ssm_env(1))), vec![1]);
-        assert_eq!(sizes(&Plan::new(ssm_env(10))), vec![10]);
-        assert_eq!(sizes(&Plan::new(ssm_env(11))), vec![10, 1]);
-        assert_eq!(sizes(&Plan::new(ssm_env(25))), vec![10, 10, 5]);
+        assert_eq!(sizes(&Plan::new(ssm_env(1), false)), vec![1]);
+        assert_eq!(sizes(&Plan::new(ssm_env(10), false)), vec![10]);
+        assert_eq!(sizes(&Plan::new(ssm_env(11), false)), vec![10, 1]);
+        assert_eq!(sizes(&Plan::new(ssm_env(25), false)), vec![10, 10, 5]);
     }
 
     #[test]
     fn every_reference_is_in_exactly_one_batch() {
-        let plan = Plan::new(ssm_env(25));
+        let plan = Plan::new(ssm_env(25), false);
         let mut seen: Vec<usize> = plan.batches.iter().flat_map(|b| b.refs.clone()).collect();
         seen.sort();
         assert_eq!(seen, (0..25).collect::<Vec<_>>());
@@ -275,7 +396,7 @@ mod tests {
 
     #[test]
     fn nothing_to_do_for_plain_env() {
-        let plan = Plan::new(env(&[("A", "1"), ("B", "kmsx"), ("C", "")]));
+        let plan = Plan::new(env(&[("A", "1"), ("B", "kmsx"), ("C", "")]), false);
         assert!(plan.is_empty());
         assert_eq!(plan.reference_count(), 0);
         assert!(plan.batches.is_empty());
@@ -283,14 +404,17 @@ mod tests {
 
     #[test]
     fn duplicates_are_fetched_once() {
-        let plan = Plan::new(env(&[
-            ("A", "kms:AAAA"),
-            ("B", "kms:AAAA"),
-            ("C", "ssm:/x"),
-            ("D", "ssm:///x"),
-            ("E", "ssm:/x:2"),
-            ("F", "kms:AAAB"),
-        ]));
+        let plan = Plan::new(
+            env(&[
+                ("A", "kms:AAAA"),
+                ("B", "kms:AAAA"),
+                ("C", "ssm:/x"),
+                ("D", "ssm:///x"),
+                ("E", "ssm:/x:2"),
+                ("F", "kms:AAAB"),
+            ]),
+            false,
+        );
         assert_eq!(plan.kms.len(), 2);
         assert_eq!(plan.ssm.len(), 2);
         // `/x` and `/x:2` name the same parameter: two batches.
@@ -300,11 +424,14 @@ mod tests {
 
     #[test]
     fn batches_are_per_region() {
-        let plan = Plan::new(env(&[
-            ("A", "ssm:/a"),
-            ("B", "ssm:arn:aws:ssm:eu-west-1:123456789012:parameter/b"),
-            ("C", "ssm:/c"),
-        ]));
+        let plan = Plan::new(
+            env(&[
+                ("A", "ssm:/a"),
+                ("B", "ssm:arn:aws:ssm:eu-west-1:123456789012:parameter/b"),
+                ("C", "ssm:/c"),
+            ]),
+            false,
+        );
         assert_eq!(plan.batches.len(), 2);
         assert_eq!(plan.batches[0].region, None);
         assert_eq!(plan.batches[0].refs, vec![0, 2]);
@@ -313,12 +440,15 @@ mod tests {
 
     #[test]
     fn apply_keeps_order_and_replaces_only_references() {
-        let plan = Plan::new(env(&[
-            ("Z", "plain"),
-            ("A", "kms:AAAA"),
-            ("M", "ssm:/x"),
-            ("B", "kms:AAAA"),
-        ]));
+        let plan = Plan::new(
+            env(&[
+                ("Z", "plain"),
+                ("A", "kms:AAAA"),
+                ("M", "ssm:/x"),
+                ("B", "kms:AAAA"),
+            ]),
+            false,
+        );
         let outcomes = Outcomes {
             kms: vec![Ok(Secret::new(b"one".to_vec()))],
             ssm: vec![Ok(Secret::new(b"two".to_vec()))],
@@ -347,12 +477,15 @@ mod tests {
 
     #[test]
     fn apply_reports_every_failure_with_malformed_ones() {
-        let plan = Plan::new(env(&[
-            ("BAD", "kms:!!"),
-            ("GONE", "ssm:/gone"),
-            ("NUL", "kms:AAAA"),
-            ("OK", "plain"),
-        ]));
+        let plan = Plan::new(
+            env(&[
+                ("BAD", "kms:!!"),
+                ("GONE", "ssm:/gone"),
+                ("NUL", "kms:AAAA"),
+                ("OK", "plain"),
+            ]),
+            false,
+        );
         let outcomes = Outcomes {
             kms: vec![Ok(Secret::new(b"a\0b".to_vec()))],
             ssm: vec![Err(Reason::new(Class::NotFound, "no such parameter"))],
@@ -371,5 +504,154 @@ mod tests {
                 ("NUL".into(), "kms".into(), Class::BadCiphertext),
             ]
         );
+    }
+
+    fn shown(vars: &Vars) -> Vec<(String, Vec<u8>)> {
+        vars.iter()
+            .map(|(k, v)| {
+                let bytes = match v {
+                    Value::Plain(p) => p.as_encoded_bytes().to_vec(),
+                    Value::Secret(s) => s.expose().to_vec(),
+                };
+                (k.to_string_lossy().into_owned(), bytes)
+            })
+            .collect()
+    }
+
+    /// KMS_DATA_KEY = AQI= (blob [1, 2]) decrypting to bytes 00..1f.
+    fn data_key_outcome() -> Result<Secret, Reason> {
+        Ok(Secret::new((0u8..32).collect()))
+    }
+
+    #[test]
+    fn envelope_values_share_one_data_key_call_and_the_helper_is_dropped() {
+        let plan = Plan::new(
+            env(&[
+                (
+                    "A",
+                    "secure:000102030405060708090a0b0c0d0e0f$2a2e7724288c1ee49413721f26bbac",
+                ),
+                ("KMS_DATA_KEY", "AQI="),
+                ("B", "secure:19fcf087b45dcaf7f9f7fe34bd8378"),
+                ("C", "plain"),
+            ]),
+            false,
+        );
+        assert_eq!(plan.kms, vec![vec![1, 2]], "one KMS call for the data key");
+        let vars = plan
+            .apply(Outcomes {
+                kms: vec![data_key_outcome()],
+                ssm: vec![],
+            })
+            .unwrap();
+        let want: &[u8] = b"p@ss word='\"$x\n";
+        assert_eq!(
+            shown(&vars),
+            vec![
+                ("A".into(), want.to_vec()),
+                ("B".into(), want.to_vec()),
+                ("C".into(), b"plain".to_vec()),
+            ]
+        );
+    }
+
+    #[test]
+    fn keep_references_keeps_the_encrypted_helpers_never_the_plaintext_key() {
+        let plan = Plan::new(
+            env(&[
+                ("KMS_DATA_KEY", "AQI="),
+                ("A", "secure:19fcf087b45dcaf7f9f7fe34bd8378"),
+            ]),
+            true,
+        );
+        let vars = plan
+            .apply(Outcomes {
+                kms: vec![data_key_outcome()],
+                ssm: vec![],
+            })
+            .unwrap();
+        assert_eq!(shown(&vars)[0], ("KMS_DATA_KEY".into(), b"AQI=".to_vec()));
+        assert_eq!(vars.len(), 2);
+    }
+
+    #[test]
+    fn without_secure_values_the_data_key_is_not_decrypted() {
+        let plan = Plan::new(env(&[("KMS_DATA_KEY", "AQI="), ("A", "x")]), false);
+        assert!(plan.is_empty());
+        let vars = plan.apply(Outcomes::default()).unwrap();
+        assert_eq!(shown(&vars), vec![("A".into(), b"x".to_vec())]);
+    }
+
+    #[test]
+    fn a_failed_data_key_fails_every_secure_value() {
+        let plan = Plan::new(
+            env(&[
+                ("KMS_DATA_KEY", "AQI="),
+                ("A", "secure:00"),
+                ("B", "secure:11"),
+            ]),
+            false,
+        );
+        let failures = plan
+            .apply(Outcomes {
+                kms: vec![Err(Reason::new(
+                    Class::AccessDenied,
+                    "AccessDeniedException",
+                ))],
+                ssm: vec![],
+            })
+            .unwrap_err();
+        assert_eq!(failures.len(), 2);
+        assert!(
+            failures
+                .iter()
+                .all(|f| f.reason.class == Class::AccessDenied
+                    && f.reason.detail.starts_with("KMS_DATA_KEY:"))
+        );
+    }
+
+    #[test]
+    fn a_malformed_data_key_is_reported_on_each_secure_value() {
+        let plan = Plan::new(env(&[("KMS_DATA_KEY", "!!"), ("A", "secure:00")]), false);
+        assert!(plan.is_empty());
+        let failures = plan.apply(Outcomes::default()).unwrap_err();
+        assert_eq!(failures[0].variable, "A");
+        assert_eq!(failures[0].reason.class, Class::Malformed);
+    }
+
+    #[test]
+    fn shush_sets_the_target_name_in_place_and_wins() {
+        let plan = Plan::new(
+            env(&[
+                ("DB", "placeholder"),
+                ("KMS_ENCRYPTED_DB", "AQI="),
+                ("KMS_ENCRYPTED_TOKEN", "kms:AQM="),
+                ("X", "1"),
+            ]),
+            false,
+        );
+        assert_eq!(plan.kms.len(), 2);
+        let vars = plan
+            .apply(Outcomes {
+                kms: vec![
+                    Ok(Secret::new(b"db".to_vec())),
+                    Ok(Secret::new(b"tok".to_vec())),
+                ],
+                ssm: vec![],
+            })
+            .unwrap();
+        assert_eq!(
+            shown(&vars),
+            vec![
+                ("DB".into(), b"db".to_vec()),
+                ("TOKEN".into(), b"tok".to_vec()),
+                ("X".into(), b"1".to_vec()),
+            ]
+        );
+        let bad = Plan::new(env(&[("KMS_ENCRYPTED_DB", "%%")]), false)
+            .apply(Outcomes::default())
+            .unwrap_err();
+        assert_eq!(bad[0].variable, "KMS_ENCRYPTED_DB");
+        assert_eq!(bad[0].reason.class, Class::Malformed);
     }
 }

@@ -3,8 +3,10 @@
 //! `kms:<base64>` is a KMS ciphertext blob (standard or URL-safe alphabet, padding optional);
 //! `ssm:<name>`, `ssm://<name>`, an optional `:<version>` or `:<label>` selector, and
 //! `ssm:arn:<partition>:ssm:<region>:<account>:parameter/<name>` name a Parameter Store
-//! parameter. Every other value is plain and passes through untouched. A value with a reference
-//! prefix that does not parse is an error; its message never repeats the value.
+//! parameter. `secure:` is the original kms-env's envelope value when the environment holds a
+//! `KMS_DATA_KEY`, and a direct KMS ciphertext in base64 (mapbox's convention) otherwise. Every
+//! other value is plain and passes through untouched. A value with a reference prefix that does
+//! not parse is an error; its message never repeats the value.
 
 use crate::error::{Class, Reason};
 use base64::Engine as _;
@@ -17,6 +19,8 @@ use std::os::unix::ffi::OsStrExt;
 pub const KMS_PREFIX: &str = "kms:";
 /// Prefix of a Parameter Store reference.
 pub const SSM_PREFIX: &str = "ssm:";
+/// Prefix of the original kms-env's values (and of mapbox's direct ciphertexts).
+pub const SECURE_PREFIX: &str = "secure:";
 
 /// Longest parameter name SSM accepts (a full ARN may be longer by its prefix).
 const MAX_NAME_LEN: usize = 2048;
@@ -30,6 +34,8 @@ pub enum Reference {
     Kms(Vec<u8>),
     /// A Parameter Store parameter.
     Ssm(SsmRef),
+    /// An original kms-env value to decrypt with the data key: `<hex iv>$<hex>` or legacy `<hex>`.
+    Envelope(String),
 }
 
 impl Reference {
@@ -38,6 +44,7 @@ impl Reference {
         match self {
             Reference::Kms(_) => "kms".to_owned(),
             Reference::Ssm(r) => format!("ssm {}", r.request()),
+            Reference::Envelope(_) => "secure, KMS_DATA_KEY".to_owned(),
         }
     }
 }
@@ -72,11 +79,24 @@ impl fmt::Display for SsmRef {
     }
 }
 
-/// Classifies one value. `Ok(None)` means a plain value that passes through.
-pub fn classify(value: &OsStr) -> Result<Option<Reference>, Reason> {
+/// Classifies one value. `Ok(None)` means a plain value that passes through. `data_key` says
+/// whether the environment holds a `KMS_DATA_KEY`, which decides what `secure:` means.
+pub fn classify(value: &OsStr, data_key: bool) -> Result<Option<Reference>, Reason> {
     let bytes = value.as_bytes();
     if let Some(body) = bytes.strip_prefix(KMS_PREFIX.as_bytes()) {
         return decode_blob(body).map(|b| Some(Reference::Kms(b)));
+    }
+    if let Some(body) = bytes.strip_prefix(SECURE_PREFIX.as_bytes()) {
+        if !data_key {
+            return decode_blob(body).map(|b| Some(Reference::Kms(b)));
+        }
+        let envelope = std::str::from_utf8(body)
+            .ok()
+            .filter(|b| is_envelope(b))
+            .ok_or_else(|| {
+                malformed("a secure: value must be <hex iv>$<hex ciphertext> or <hex ciphertext>")
+            })?;
+        return Ok(Some(Reference::Envelope(envelope.to_owned())));
     }
     if let Some(body) = bytes.strip_prefix(SSM_PREFIX.as_bytes()) {
         let body = std::str::from_utf8(body)
@@ -84,6 +104,15 @@ pub fn classify(value: &OsStr) -> Result<Option<Reference>, Reason> {
         return parse_ssm(body).map(|r| Some(Reference::Ssm(r)));
     }
     Ok(None)
+}
+
+/// `<hex>$<hex>` or `<hex>`, the hex parts of even length (the ciphertext may be empty).
+fn is_envelope(body: &str) -> bool {
+    let hex = |s: &str| s.len().is_multiple_of(2) && s.bytes().all(|b| b.is_ascii_hexdigit());
+    match body.split_once('$') {
+        Some((iv, ct)) => !iv.is_empty() && hex(iv) && hex(ct),
+        None => !body.is_empty() && hex(body),
+    }
 }
 
 fn malformed(detail: &str) -> Reason {
@@ -98,17 +127,17 @@ pub fn decode_blob(body: &[u8]) -> Result<Vec<u8>, Reason> {
     const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, INDIFFERENT);
 
     if body.is_empty() {
-        return Err(malformed("the kms: value is empty"));
+        return Err(malformed("the ciphertext is empty"));
     }
     if body.iter().any(u8::is_ascii_whitespace) {
         return Err(malformed(
-            "the kms: value contains whitespace (a stray newline?)",
+            "the ciphertext contains whitespace (a stray newline?)",
         ));
     }
     STANDARD
         .decode(body)
         .or_else(|_| URL_SAFE.decode(body))
-        .map_err(|_| malformed("the kms: value is not valid base64"))
+        .map_err(|_| malformed("the ciphertext is not valid base64"))
 }
 
 fn parse_ssm(body: &str) -> Result<SsmRef, Reason> {
@@ -227,7 +256,7 @@ mod tests {
     }
 
     fn c(v: &str) -> Result<Option<Reference>, Reason> {
-        classify(OsStr::new(v))
+        classify(OsStr::new(v), false)
     }
 
     fn class_of(v: &str) -> Class {
@@ -244,7 +273,7 @@ mod tests {
             "ssm",
             "SSM:/x",
             "arn:aws:ssm:us-east-1:123456789012:parameter/x",
-            "secure:abc",
+            "SECURE:abc",
             " kms:AAAA",
             "https://kms:443",
         ] {
@@ -361,11 +390,47 @@ mod tests {
     fn non_utf8_ssm_is_malformed_and_non_utf8_plain_passes() {
         use std::os::unix::ffi::OsStrExt;
         assert_eq!(
-            classify(OsStr::from_bytes(b"ssm:/a\xff"))
+            classify(OsStr::from_bytes(b"ssm:/a\xff"), false)
                 .unwrap_err()
                 .class,
             Class::Malformed
         );
-        assert_eq!(classify(OsStr::from_bytes(b"\xffplain")).unwrap(), None);
+        assert_eq!(
+            classify(OsStr::from_bytes(b"\xffplain"), false).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn secure_depends_on_the_data_key() {
+        // mapbox: a direct KMS ciphertext in base64.
+        assert_eq!(c("secure:AQI=").unwrap(), Some(Reference::Kms(vec![1, 2])));
+        assert_eq!(class_of("secure:not base64"), Class::Malformed);
+        // the original kms-env: an envelope value.
+        let env = |v: &str| classify(OsStr::new(v), true);
+        assert_eq!(
+            env("secure:0a0b$ff00").unwrap(),
+            Some(Reference::Envelope("0a0b$ff00".into()))
+        );
+        assert_eq!(
+            env("secure:19fc").unwrap(),
+            Some(Reference::Envelope("19fc".into()))
+        );
+        assert_eq!(
+            env("secure:0a0b$").unwrap(),
+            Some(Reference::Envelope("0a0b$".into()))
+        );
+        for bad in [
+            "secure:",
+            "secure:xyz",
+            "secure:abc",
+            "secure:$00",
+            "secure:00$0g",
+            "secure:00$11$22",
+        ] {
+            assert_eq!(env(bad).unwrap_err().class, Class::Malformed, "{bad}");
+        }
+        // kms: and ssm: do not depend on it.
+        assert_eq!(env("kms:AQI=").unwrap(), Some(Reference::Kms(vec![1, 2])));
     }
 }

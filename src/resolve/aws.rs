@@ -15,13 +15,29 @@ use aws_sdk_kms::config::http::HttpResponse;
 use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 
-/// Loads the shared AWS configuration; `region` overrides the chain's region.
-pub async fn load_config(region: Option<String>) -> SdkConfig {
+/// Loads the shared AWS configuration: `region` overrides the chain's region, `fallback` (an
+/// env file's `AWS_REGION`) is used when the chain finds none.
+pub async fn load_config(region: Option<String>, fallback: Option<String>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(region) = region {
         loader = loader.region(Region::new(region));
+    } else if let Some(fallback) = fallback {
+        loader = loader.region(
+            aws_config::meta::region::RegionProviderChain::default_provider()
+                .or_else(Region::new(fallback)),
+        );
     }
     loader.load().await
+}
+
+/// What `GenerateDataKey` returns.
+pub struct DataKeyResponse {
+    /// The encrypted data key.
+    pub blob: Vec<u8>,
+    /// The plaintext data key.
+    pub plaintext: Secret,
+    /// The ARN of the KMS key that encrypted it.
+    pub key_arn: String,
 }
 
 fn no_region() -> Reason {
@@ -58,6 +74,26 @@ impl AwsKms {
         out.ciphertext_blob
             .map(Blob::into_inner)
             .ok_or_else(|| Reason::new(Class::ServiceError, "KMS returned no ciphertext"))
+    }
+}
+
+impl AwsKms {
+    /// KMS `GenerateDataKey` with `AES_256` under `key_id`.
+    pub async fn generate_data_key(&self, key_id: &str) -> Result<DataKeyResponse, Reason> {
+        let out = self
+            .client()?
+            .generate_data_key()
+            .key_id(key_id)
+            .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
+            .send()
+            .await
+            .map_err(classify)?;
+        let missing = || Reason::new(Class::ServiceError, "KMS returned an incomplete data key");
+        Ok(DataKeyResponse {
+            blob: out.ciphertext_blob.ok_or_else(missing)?.into_inner(),
+            plaintext: Secret::new(out.plaintext.ok_or_else(missing)?.into_inner()),
+            key_arn: out.key_id.ok_or_else(missing)?,
+        })
     }
 }
 

@@ -210,13 +210,16 @@ mod tests {
 
     #[test]
     fn maps_answers_back_and_missing_names_to_not_found() {
-        let plan = Plan::new(env(&[
-            ("A", "ssm:/a"),
-            ("B", "ssm:/b:2"),
-            ("C", "ssm:/missing"),
-            ("K", "kms:AQI="),
-            ("K2", "kms:AQI="),
-        ]));
+        let plan = Plan::new(
+            env(&[
+                ("A", "ssm:/a"),
+                ("B", "ssm:/b:2"),
+                ("C", "ssm:/missing"),
+                ("K", "kms:AQI="),
+                ("K2", "kms:AQI="),
+            ]),
+            false,
+        );
         let (kms, ssm) = fakes(&[("/a", "va"), ("/b:2", "vb")]);
         let out = run(&plan, &kms, &ssm, 1000);
         assert_eq!(*kms.calls.borrow(), 1, "one Decrypt per distinct blob");
@@ -235,7 +238,7 @@ mod tests {
         let values: Vec<(String, String)> = (0..25)
             .map(|i| (format!("/p{i}"), format!("v{i}")))
             .collect();
-        let plan = Plan::new(names.iter().map(|(k, v)| (k.into(), v.into())));
+        let plan = Plan::new(names.iter().map(|(k, v)| (k.into(), v.into())), false);
         let pairs: Vec<(&str, &str)> = values
             .iter()
             .map(|(a, b)| (a.as_str(), b.as_str()))
@@ -251,11 +254,14 @@ mod tests {
 
     #[test]
     fn a_hanging_call_times_out_and_the_others_still_answer() {
-        let plan = Plan::new(env(&[
-            ("HANG", "kms:/w=="),
-            ("OK", "kms:AQI="),
-            ("BAD", "kms:7g=="),
-        ]));
+        let plan = Plan::new(
+            env(&[
+                ("HANG", "kms:/w=="),
+                ("OK", "kms:AQI="),
+                ("BAD", "kms:7g=="),
+            ]),
+            false,
+        );
         let (kms, ssm) = fakes(&[]);
         let out = run(&plan, &kms, &ssm, 500);
         assert_eq!(out.kms[0].as_ref().unwrap_err().class, Class::TimedOut);

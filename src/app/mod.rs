@@ -1,13 +1,16 @@
 //! Wiring: command line → plan → resolve (one tokio runtime, dropped before exec) → exec or print.
 //!
-//! This is the only module that touches the process environment, stdin and stdout; everything
-//! it calls is either pure (`plan`, `reference`) or behind the resolver ports.
+//! This is the only module that touches the process environment, files, stdin and stdout;
+//! everything it calls is either pure (`plan`, `reference`, `envfile`, `export`) or behind the
+//! resolver ports. `envfile` holds the original kms-env's file commands.
 
-use crate::cli::{Cli, Command, DecryptArgs, EncryptArgs, ExecArgs, Global, LogLevel};
+mod envfile;
+
+use crate::cli::{Cli, Command, DecryptArgs, EncryptArgs, ExecArgs, ExportArgs, Global, LogLevel};
 use crate::error::{Class, Error, Reason};
 use crate::exec;
-use crate::plan::{Outcomes, Plan, Value, Vars};
-use crate::reference::{KMS_PREFIX, SSM_PREFIX};
+use crate::plan::{DATA_KEY_VAR, Outcomes, Plan, Value, Vars};
+use crate::reference::{KMS_PREFIX, SECURE_PREFIX, SSM_PREFIX};
 use crate::resolve::aws::{AwsKms, AwsSsm, load_config};
 use crate::resolve::resolve;
 use crate::secret::Secret;
@@ -28,6 +31,10 @@ pub fn run(cli: Cli) -> u8 {
         Command::Exec(args) => exec_command(&cli.global, args),
         Command::Encrypt(args) => encrypt(&cli.global, args),
         Command::Decrypt(args) => decrypt(&cli.global, args),
+        Command::Export(args) => export(&cli.global, args),
+        Command::Init(args) => envfile::init(&cli.global, args),
+        Command::Add(args) => envfile::add(&cli.global, args),
+        Command::Show(args) => envfile::show(&cli.global, args),
     };
     match result {
         Ok(()) => 0,
@@ -71,7 +78,7 @@ fn init_logging(global: &Global) {
 }
 
 /// Runs `fut` on a fresh current-thread runtime that is gone when this returns.
-fn block_on<F: Future>(fut: F) -> Result<F::Output, Error> {
+pub(crate) fn block_on<F: Future>(fut: F) -> Result<F::Output, Error> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -86,7 +93,8 @@ fn block_on<F: Future>(fut: F) -> Result<F::Output, Error> {
 }
 
 /// Resolves every reference in `plan`; without references, no AWS configuration is loaded.
-fn resolve_plan(global: &Global, plan: Plan) -> Result<Vars, Error> {
+/// `fallback_region` (an env file's `AWS_REGION`) is used when no region is configured.
+fn resolve_plan(global: &Global, plan: Plan, fallback_region: Option<&str>) -> Result<Vars, Error> {
     if plan.is_empty() {
         debug!("no references to resolve; AWS configuration not loaded");
         return plan.apply(Outcomes::default()).map_err(Error::Resolve);
@@ -100,7 +108,8 @@ fn resolve_plan(global: &Global, plan: Plan) -> Result<Vars, Error> {
     );
     let outcomes = block_on(async {
         let deadline = tokio::time::Instant::now() + global.timeout;
-        match tokio::time::timeout_at(deadline, load_config(global.region.clone())).await {
+        let config = load_config(global.region.clone(), fallback_region.map(str::to_owned));
+        match tokio::time::timeout_at(deadline, config).await {
             Ok(config) => {
                 debug!(region = ?config.region(), "AWS configuration loaded");
                 resolve(
@@ -123,9 +132,9 @@ fn resolve_plan(global: &Global, plan: Plan) -> Result<Vars, Error> {
 }
 
 fn exec_command(global: &Global, args: ExecArgs) -> Result<(), Error> {
-    let plan = Plan::new(std::env::vars_os());
+    let plan = Plan::new(std::env::vars_os(), args.keep_references);
     debug!("{} variables hold references", plan.reference_count());
-    let vars = resolve_plan(global, plan)?;
+    let vars = resolve_plan(global, plan, None)?;
     Err(exec::exec(&args.command, vars))
 }
 
@@ -191,7 +200,7 @@ fn encrypt(global: &Global, args: EncryptArgs) -> Result<(), Error> {
     let blob = block_on(async {
         let deadline = tokio::time::Instant::now() + global.timeout;
         let work = async {
-            let config = load_config(global.region.clone()).await;
+            let config = load_config(global.region.clone(), None).await;
             AwsKms::new(&config).encrypt(&args.key_id, &plaintext).await
         };
         tokio::time::timeout_at(deadline, work)
@@ -211,23 +220,51 @@ fn encrypt(global: &Global, args: EncryptArgs) -> Result<(), Error> {
 fn decrypt(global: &Global, args: DecryptArgs) -> Result<(), Error> {
     let input = read_value(args.value)?;
     let input = input.trim_ascii();
-    let value =
-        if input.starts_with(KMS_PREFIX.as_bytes()) || input.starts_with(SSM_PREFIX.as_bytes()) {
-            input.to_vec()
-        } else {
-            [KMS_PREFIX.as_bytes(), input].concat()
-        };
-    let plan = Plan::new([(OsString::from("VALUE"), OsString::from_vec(value))]);
+    let prefixed = [KMS_PREFIX, SSM_PREFIX, SECURE_PREFIX]
+        .iter()
+        .any(|p| input.starts_with(p.as_bytes()));
+    let value = if prefixed {
+        input.to_vec()
+    } else {
+        [KMS_PREFIX.as_bytes(), input].concat()
+    };
+    // A secure: value of the original kms-env needs the environment's data key.
+    let mut env: Vec<(OsString, OsString)> = std::env::var_os(DATA_KEY_VAR)
+        .map(|k| (OsString::from(DATA_KEY_VAR), k))
+        .into_iter()
+        .collect();
+    env.push((OsString::from("VALUE"), OsString::from_vec(value)));
+    let plan = Plan::new(env, false);
     // One value: report its reason, not a list of variables.
-    let vars = resolve_plan(global, plan).map_err(|e| match e {
+    let vars = resolve_plan(global, plan, None).map_err(|e| match e {
         Error::Resolve(mut failures) if !failures.is_empty() => {
             Error::Value(failures.swap_remove(0).reason)
         }
         other => other,
     })?;
-    match vars.first() {
+    match vars.last() {
         Some((_, Value::Secret(s))) => write_stdout(s.expose()),
         Some((_, Value::Plain(p))) => write_stdout(p.as_bytes()),
         None => Err(Error::Usage("nothing to decrypt".into())),
     }
+}
+
+fn export(global: &Global, args: ExportArgs) -> Result<(), Error> {
+    let plan = Plan::new(std::env::vars_os(), args.keep_references);
+    let vars = resolve_plan(global, plan, None)?;
+    let selected: Vars = if args.all {
+        vars
+    } else {
+        vars.into_iter()
+            .filter(|(_, v)| matches!(v, Value::Secret(_)))
+            .collect()
+    };
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        warn!("export prints secrets in plaintext to a terminal");
+    }
+    let (text, skipped) = crate::export::render(&selected, args.format).map_err(Error::Value)?;
+    for name in skipped {
+        warn!("{name} is left out: the format cannot hold it");
+    }
+    write_stdout(text.expose())
 }
