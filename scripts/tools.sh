@@ -13,3 +13,15 @@ ensure_venv() {
     .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
     cp tests/requirements.txt "$stamp"
 }
+
+# tests/node/node_modules/  the original npm kms-env 0.3.0 (and its aws-sdk v2), pinned by
+#                           tests/node/package-lock.json; reinstalled when the lock changes.
+ensure_node_modules() {
+    local stamp=tests/node/node_modules/.package-lock.installed
+    if [ -d tests/node/node_modules/kms-env ] && cmp -s tests/node/package-lock.json "$stamp"; then
+        return
+    fi
+    echo "==> installing the original kms-env 0.3.0 into tests/node/node_modules" >&2
+    (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+    cp tests/node/package-lock.json "$stamp"
+}

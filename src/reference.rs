@@ -106,12 +106,13 @@ pub fn classify(value: &OsStr, data_key: bool) -> Result<Option<Reference>, Reas
     Ok(None)
 }
 
-/// `<hex>$<hex>` or `<hex>`, the hex parts of even length (the ciphertext may be empty).
+/// `<hex>$<hex>` or `<hex>`, the hex parts of even length. The ciphertext may be empty: the
+/// original wrote `secure:` alone for an empty value in the legacy format.
 fn is_envelope(body: &str) -> bool {
     let hex = |s: &str| s.len().is_multiple_of(2) && s.bytes().all(|b| b.is_ascii_hexdigit());
     match body.split_once('$') {
         Some((iv, ct)) => !iv.is_empty() && hex(iv) && hex(ct),
-        None => !body.is_empty() && hex(body),
+        None => hex(body),
     }
 }
 

@@ -2,6 +2,7 @@
 //! ciphertexts and parameters made by the AWS CLI and boto3.
 
 mod common;
+mod compat;
 mod exec;
 mod failures;
 mod interop;
