@@ -232,6 +232,28 @@ fn legacy_create_cipher_values_decrypt() {
     assert_eq!(dump.var("OLD").unwrap(), b"legacy p@ss 'w\"rd' $x");
     assert_eq!(dump.var("OLD_EMPTY").unwrap(), b"");
     assert_no_plaintext(&r, &[b"legacy p@ss"]);
+
+    // Files of versions up to 0.2.0 said `KEY = VALUE`: show and add read them, add writes
+    // `KEY=VALUE`.
+    let old_style: String = text
+        .lines()
+        .map(|l| l.replacen('=', " = ", 1) + "\n")
+        .collect();
+    std::fs::write(&file, old_style).unwrap();
+    let r = run(kms_env(&aws_env()).args(["show", &file]));
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    assert!(
+        r.stdout().contains("\nOLD=legacy p@ss 'w\"rd' $x\n"),
+        "{}",
+        r.stdout()
+    );
+    let r = run(kms_env(&aws_env()).args(["add", &file, "NEW=new"]));
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    let rewritten = std::fs::read_to_string(&file).unwrap();
+    assert!(!rewritten.contains(" = "), "{rewritten}");
+    let shown = original_ok(&["show", &file]).stdout();
+    assert!(shown.contains("OLD=legacy p@ss 'w\"rd' $x"), "{shown}");
+    assert!(shown.contains("NEW=new"), "{shown}");
 }
 
 #[test]
