@@ -421,8 +421,12 @@ mod tests {
             env("secure:0a0b$").unwrap(),
             Some(Reference::Envelope("0a0b$".into()))
         );
+        // The original wrote an empty legacy value as `secure:` alone.
+        assert_eq!(
+            env("secure:").unwrap(),
+            Some(Reference::Envelope(String::new()))
+        );
         for bad in [
-            "secure:",
             "secure:xyz",
             "secure:abc",
             "secure:$00",
