@@ -40,6 +40,17 @@ pub struct Global {
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
 
+    /// KMS encryption context KEY=VALUE for kms: values (repeatable; KMS_ENV_CONTEXT takes k=v,k=v).
+    #[arg(
+        long = "context",
+        global = true,
+        env = "KMS_ENV_CONTEXT",
+        value_delimiter = ',',
+        value_parser = parse_context_pair,
+        value_name = "KEY=VALUE"
+    )]
+    pub context: Vec<(String, String)>,
+
     /// Diagnostics level, as an alternative to -v for containers.
     #[arg(
         long,
@@ -49,6 +60,13 @@ pub struct Global {
         value_name = "LEVEL"
     )]
     pub log_level: Option<LogLevel>,
+}
+
+impl Global {
+    /// The encryption context given with --context / KMS_ENV_CONTEXT.
+    pub fn context(&self) -> crate::sealed::Context {
+        self.context.iter().cloned().collect()
+    }
 }
 
 /// Diagnostic levels.
@@ -83,6 +101,8 @@ pub enum Command {
     Add(AddArgs),
     /// Original kms-env: print an env file with its values decrypted (debugging only).
     Show(ShowArgs),
+    /// Resolve every reference without printing any value; report and exit with the taxonomy.
+    Check(CheckArgs),
 }
 
 /// `kms-env exec`.
@@ -114,13 +134,66 @@ pub struct EncryptArgs {
     pub trim: bool,
 
     /// The plaintext; read from stdin when absent or '-'. Prefer stdin: argv is visible to other users.
-    #[arg(value_name = "VALUE")]
+    #[arg(value_name = "VALUE", conflicts_with = "env_file")]
     pub value: Option<OsString>,
+
+    /// Bind the value to the variable NAME (in the KMS encryption context); with --env-file, bind
+    /// each value to its own key.
+    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "NAME")]
+    pub bind_name: Option<String>,
+
+    /// Encrypt every value of this dotenv file and print the result.
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+
+    /// Output format for --env-file.
+    #[arg(long, value_enum, default_value_t = EncodeFormat::Dotenv)]
+    pub format: EncodeFormat,
+
+    /// With --env-file: encrypt only these keys (the others pass through as they are).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "KEY,...",
+        conflicts_with = "skip"
+    )]
+    pub only: Vec<String>,
+
+    /// With --env-file: do not encrypt these keys.
+    #[arg(long, value_delimiter = ',', value_name = "KEY,...")]
+    pub skip: Vec<String>,
+}
+
+/// Output formats of `encrypt --env-file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EncodeFormat {
+    /// `KEY=value` lines, quoted where dotenv needs it.
+    Dotenv,
+    /// The task definition's `environment` array: `[{"name": …, "value": …}]`.
+    Ecs,
+    /// One JSON object.
+    Json,
+}
+
+/// `kms-env check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Check the references in this dotenv or env file instead of the environment.
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+
+    /// Print the minimal IAM policy for the references instead of the table.
+    #[arg(long)]
+    pub iam_policy: bool,
 }
 
 /// `kms-env decrypt`.
 #[derive(Debug, Args)]
 pub struct DecryptArgs {
+    /// The variable name a bound (--bind-name) value belongs to.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
     /// kms:<base64>, a bare base64 ciphertext or ssm:<name>; read from stdin when absent or '-'.
     #[arg(value_name = "VALUE")]
     pub value: Option<OsString>,
@@ -187,6 +260,20 @@ pub struct ShowArgs {
     /// The env file.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+}
+
+/// Parses one `KEY=VALUE` of an encryption context.
+pub fn parse_context_pair(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| "expected KEY=VALUE".to_owned())?;
+    if k.is_empty() {
+        return Err("the key is empty".into());
+    }
+    if k == crate::sealed::NAME_CONTEXT_KEY {
+        return Err(format!("{k} is reserved for --bind-name"));
+    }
+    Ok((k.to_owned(), v.to_owned()))
 }
 
 /// Parses `30`, `2.5` (seconds) or a humantime duration such as `500ms`, `1m`.

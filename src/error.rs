@@ -131,8 +131,11 @@ impl fmt::Display for Failure {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// References could not be resolved; the application was not started.
-    #[error("{}", render_failures(.0))]
+    #[error("{}", render_failures(.0, "could not be resolved; the application was not started"))]
     Resolve(Vec<Failure>),
+    /// `check` found references that do not resolve.
+    #[error("{}", render_failures(.0, "failed the check"))]
+    Check(Vec<Failure>),
     /// A single value given on the command line or stdin could not be handled.
     #[error("{0}")]
     Value(Reason),
@@ -164,7 +167,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             // The first failing variable in name order decides.
-            Error::Resolve(failures) => failures
+            Error::Resolve(failures) | Error::Check(failures) => failures
                 .iter()
                 .min_by(|a, b| a.variable.cmp(&b.variable))
                 .map_or(EX_DATAERR, |f| f.reason.class.exit_code()),
@@ -176,12 +179,12 @@ impl Error {
     }
 }
 
-fn render_failures(failures: &[Failure]) -> String {
+fn render_failures(failures: &[Failure], what: &str) -> String {
     let mut sorted: Vec<&Failure> = failures.iter().collect();
     sorted.sort_by(|a, b| a.variable.cmp(&b.variable));
     let n = sorted.len();
     let mut out = format!(
-        "{n} {} could not be resolved; the application was not started:",
+        "{n} {} {what}:",
         if n == 1 { "variable" } else { "variables" }
     );
     for f in &sorted {

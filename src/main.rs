@@ -3,13 +3,16 @@
 
 mod app;
 mod cli;
+mod dotenv;
 mod envfile;
 mod error;
 mod exec;
 mod export;
 mod plan;
 mod reference;
+mod report;
 mod resolve;
+mod sealed;
 mod secret;
 
 use clap::Parser;

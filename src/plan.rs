@@ -1,18 +1,20 @@
 //! Pure planning: an environment snapshot becomes de-duplicated work, and results become the
-//! child's environment.
+//! child's environment (or, for `check`, a report).
 //!
-//! [`Plan::new`] classifies every variable, keeps the original order, collects each distinct KMS
-//! blob once and each distinct SSM reference once, and groups the SSM references into
-//! `GetParameters` batches of at most [`SSM_BATCH_MAX`] per region, never two references to the
-//! same parameter in one batch (SSM answers by name, so two selectors of one name could not be
-//! told apart). It also knows the helper variables of other tools: `KMS_DATA_KEY` (the original
-//! kms-env's encrypted data key, decrypted once for all its `secure:` values) and shush's
-//! `KMS_ENCRYPTED_<NAME>` (sets `<NAME>`). [`Plan::apply`] turns the resolver's [`Outcomes`] into
-//! the final variables or into the complete list of failures.
+//! [`Plan::new`] classifies every variable, keeps the original order, collects each distinct
+//! KMS decryption (blob and encryption context) once and each distinct SSM reference once, and
+//! groups the SSM references into `GetParameters` batches of at most [`SSM_BATCH_MAX`] per
+//! region, never two references to the same parameter in one batch (SSM answers by name, so two
+//! selectors of one name could not be told apart). It also knows the helper variables of other
+//! tools: `KMS_DATA_KEY` (the original kms-env's encrypted data key, decrypted once for all its
+//! `secure:` values) and shush's `KMS_ENCRYPTED_<NAME>` (sets `<NAME>`). [`Plan::apply`] turns
+//! the resolver's [`Outcomes`] into the final variables or into the complete list of failures;
+//! [`Plan::report`] into one row per reference.
 
 use crate::envfile::crypto;
 use crate::error::{Class, Failure, Reason};
 use crate::reference::{KMS_PREFIX, Reference, SsmRef, classify, decode_blob};
+use crate::sealed::{Context, Sealed};
 use crate::secret::Secret;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -24,6 +26,15 @@ pub const SSM_BATCH_MAX: usize = 10;
 pub const DATA_KEY_VAR: &str = "KMS_DATA_KEY";
 /// shush's convention: `KMS_ENCRYPTED_<NAME>=<base64>` sets `<NAME>`.
 pub const SHUSH_PREFIX: &str = "KMS_ENCRYPTED_";
+
+/// How to plan.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Keep helper variables (`KMS_DATA_KEY`, `KMS_ENCRYPTED_*`) in the result.
+    pub keep_references: bool,
+    /// The user's KMS encryption context for `kms:`, `kms:v1:`, mapbox and shush values.
+    pub context: Context,
+}
 
 /// One variable of the environment, as planned.
 #[derive(Debug)]
@@ -56,6 +67,21 @@ enum Job {
     Ssm(usize),
     /// An original kms-env value: the data key's index into `Plan::kms`, and the hex part.
     Envelope { key: usize, value: String },
+    /// A `kms:v1:` value: its KMS decryption, the value, and the variable name it is read as.
+    Sealed {
+        key: usize,
+        sealed: Box<Sealed>,
+        name: String,
+    },
+}
+
+/// One KMS `Decrypt` to make.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KmsJob {
+    /// The ciphertext blob.
+    pub blob: Vec<u8>,
+    /// The encryption context to send (empty for none).
+    pub context: Context,
 }
 
 /// One `GetParameters` call: a region (`None` = the configured one) and indices into
@@ -68,13 +94,36 @@ pub struct Batch {
     pub refs: Vec<usize>,
 }
 
+/// A successful lookup: the plaintext and where it came from.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The plaintext.
+    pub secret: Secret,
+    /// The KMS key ARN or the parameter ARN, when AWS said.
+    pub source: Option<String>,
+    /// The parameter version.
+    pub version: Option<i64>,
+}
+
+#[cfg(test)]
+impl Resolved {
+    /// A plaintext with no provenance.
+    pub fn plain(secret: Secret) -> Self {
+        Resolved {
+            secret,
+            source: None,
+            version: None,
+        }
+    }
+}
+
 /// What the resolver produced, index for index with [`Plan::kms`] and [`Plan::ssm`].
 #[derive(Debug, Default)]
 pub struct Outcomes {
-    /// One result per distinct KMS blob.
-    pub kms: Vec<Result<Secret, Reason>>,
+    /// One result per distinct KMS decryption.
+    pub kms: Vec<Result<Resolved, Reason>>,
     /// One result per distinct SSM reference.
-    pub ssm: Vec<Result<Secret, Reason>>,
+    pub ssm: Vec<Result<Resolved, Reason>>,
 }
 
 /// A variable of the final environment.
@@ -89,13 +138,30 @@ pub enum Value {
 /// The final environment, in the original order.
 pub type Vars = Vec<(OsString, Value)>;
 
+/// One reference as `check` reports it. Never holds a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// The variable as written.
+    pub variable: String,
+    /// The reference kind.
+    pub kind: String,
+    /// Key or parameter ARN, when known.
+    pub source: Option<String>,
+    /// Parameter version, when known.
+    pub version: Option<i64>,
+    /// The encryption context sent to KMS (for IAM conditions).
+    pub context: Context,
+    /// `Ok` or why it failed.
+    pub status: Result<(), Reason>,
+}
+
 /// The de-duplicated work for one environment.
 #[derive(Debug)]
 pub struct Plan {
     entries: Vec<Entry>,
     keep_references: bool,
-    /// Distinct KMS ciphertext blobs (data keys included), in first-seen order.
-    pub kms: Vec<Vec<u8>>,
+    /// Distinct KMS decryptions (data keys included), in first-seen order.
+    pub kms: Vec<KmsJob>,
     /// Distinct SSM references, in first-seen order.
     pub ssm: Vec<SsmRef>,
     /// The `GetParameters` calls to make.
@@ -108,20 +174,22 @@ fn lossy(name: &OsStr) -> String {
 }
 
 impl Plan {
-    /// Classifies every variable of `env` (in order) and plans the lookups. With
-    /// `keep_references`, helper variables stay in the child's environment.
-    pub fn new(env: impl IntoIterator<Item = (OsString, OsString)>, keep_references: bool) -> Plan {
+    /// Classifies every variable of `env` (in order) and plans the lookups.
+    pub fn new(env: impl IntoIterator<Item = (OsString, OsString)>, options: &Options) -> Plan {
         let env: Vec<(OsString, OsString)> = env.into_iter().collect();
         let mut plan = Plan {
             entries: Vec::new(),
-            keep_references,
+            keep_references: options.keep_references,
             kms: Vec::new(),
             ssm: Vec::new(),
             batches: Vec::new(),
             failures: Vec::new(),
         };
-        let mut kms_index: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut kms_index: HashMap<KmsJob, usize> = HashMap::new();
         let mut ssm_index: HashMap<SsmRef, usize> = HashMap::new();
+        let mut kms_job = |plan: &mut Plan, blob: Vec<u8>, context: Context| {
+            intern(&mut kms_index, &mut plan.kms, KmsJob { blob, context })
+        };
 
         let data_key = env
             .iter()
@@ -153,6 +221,7 @@ impl Plan {
                 }
                 None => (name, None, classify(&value, data_key.is_some())),
             };
+            let reported = helper.as_ref().map_or(&target, |(n, _)| n).clone();
             let slot = match classified {
                 Ok(None) => Slot::Plain(value),
                 Ok(Some(reference)) => {
@@ -163,14 +232,24 @@ impl Plan {
                     };
                     let job = match reference {
                         Reference::Kms(blob) => {
-                            Ok(Job::Kms(intern(&mut kms_index, &mut plan.kms, blob)))
+                            Ok(Job::Kms(kms_job(&mut plan, blob, options.context.clone())))
+                        }
+                        Reference::Sealed(sealed) => {
+                            let name = lossy(&target);
+                            let context = sealed.context(&options.context, &name);
+                            let key = kms_job(&mut plan, sealed.blob.clone(), context);
+                            Ok(Job::Sealed {
+                                key,
+                                sealed: Box::new(sealed),
+                                name,
+                            })
                         }
                         Reference::Ssm(r) => Ok(Job::Ssm(intern(&mut ssm_index, &mut plan.ssm, r))),
                         Reference::Envelope(value) => data_key_job
                             .get_or_insert_with(|| {
                                 let encoded = data_key.as_deref().unwrap_or_default();
                                 decode_blob(encoded.as_bytes())
-                                    .map(|blob| intern(&mut kms_index, &mut plan.kms, blob))
+                                    .map(|blob| kms_job(&mut plan, blob, Context::new()))
                                     .map_err(|r| {
                                         Reason::new(
                                             r.class,
@@ -184,25 +263,19 @@ impl Plan {
                     match job {
                         Ok(job) => Slot::Ref { kind, job },
                         Err(reason) => {
-                            plan.fail(&target, kind, reason);
+                            plan.fail(&reported, kind, reason);
                             Slot::Broken
                         }
                     }
                 }
-                Err(reason) => match &helper {
-                    Some((helper_name, _)) => {
-                        plan.fail(
-                            &helper_name.clone(),
-                            format!("kms, {SHUSH_PREFIX}*"),
-                            reason,
-                        );
-                        Slot::Broken
-                    }
-                    None => {
-                        plan.fail(&target, kind_of_malformed(&value), reason);
-                        Slot::Broken
-                    }
-                },
+                Err(reason) => {
+                    let kind = match &helper {
+                        Some(_) => format!("kms, {SHUSH_PREFIX}*"),
+                        None => kind_of_malformed(&value),
+                    };
+                    plan.fail(&reported, kind, reason);
+                    Slot::Broken
+                }
             };
             plan.entries.push(Entry {
                 name: target,
@@ -243,50 +316,81 @@ impl Plan {
         }
     }
 
+    /// The result of one planned reference.
+    fn resolve(&self, job: &Job, outcomes: &Outcomes) -> Result<Resolved, Reason> {
+        let missing = || Err(Reason::new(Class::TimedOut, "not resolved"));
+        let kms = |i: usize| outcomes.kms.get(i).cloned().unwrap_or_else(missing);
+        let resolved = match job {
+            Job::Kms(i) => kms(*i).map_err(|r| self.context_hint(*i, r, false)),
+            Job::Ssm(i) => outcomes.ssm.get(*i).cloned().unwrap_or_else(missing),
+            Job::Envelope { key, value } => kms(*key)
+                .map_err(|r| Reason::new(r.class, format!("{DATA_KEY_VAR}: {}", r.detail)))
+                .and_then(|dk| {
+                    let data_key = crypto::data_key(dk.secret.expose())?;
+                    Ok(Resolved {
+                        secret: crypto::decrypt(value, &data_key)?,
+                        ..dk
+                    })
+                }),
+            Job::Sealed { key, sealed, name } => kms(*key)
+                .map_err(|r| self.context_hint(*key, r, sealed.bound))
+                .and_then(|r| {
+                    Ok(Resolved {
+                        secret: sealed.open(r.secret.clone(), name)?,
+                        ..r
+                    })
+                }),
+        }?;
+        if resolved.secret.contains_nul() {
+            return Err(Reason::new(
+                Class::BadCiphertext,
+                "the plaintext contains a NUL byte, which an environment variable cannot hold",
+            ));
+        }
+        Ok(resolved)
+    }
+
+    /// Explains a rejected ciphertext that was sent with an encryption context.
+    fn context_hint(&self, job: usize, reason: Reason, bound: bool) -> Reason {
+        if reason.class != Class::BadCiphertext {
+            return reason;
+        }
+        let has_context = self.kms.get(job).is_some_and(|j| !j.context.is_empty());
+        let hint = if bound {
+            "the encryption context did not match: the value is bound to another variable name \
+             (copied from another variable?) or needs another --context"
+        } else if has_context {
+            "the encryption context did not match (check --context / KMS_ENV_CONTEXT), or the ciphertext is bad"
+        } else {
+            return reason;
+        };
+        Reason::new(reason.class, format!("{hint}; {}", reason.detail))
+    }
+
     /// Applies the lookups' results: the final variables in the original order, or every
     /// failure (malformed references included). A plaintext with a NUL byte is a failure.
     pub fn apply(self, outcomes: Outcomes) -> Result<Vars, Vec<Failure>> {
-        let mut failures = self.failures;
+        let mut failures = self.failures.clone();
         let mut vars = Vec::with_capacity(self.entries.len());
-        let missing = || Err(Reason::new(Class::TimedOut, "not resolved"));
-        for Entry { name, slot, helper } in self.entries {
+        for Entry { name, slot, helper } in &self.entries {
             // Failures name the variable the operator wrote.
-            let reported = helper.as_ref().map_or(&name, |(n, _)| n).clone();
+            let reported = helper.as_ref().map_or(name, |(n, _)| n);
             if let Some((helper_name, original)) = helper
                 && self.keep_references
             {
-                vars.push((helper_name, Value::Plain(original)));
+                vars.push((helper_name.clone(), Value::Plain(original.clone())));
             }
-            let (kind, result) = match slot {
-                Slot::Plain(v) => {
-                    vars.push((name, Value::Plain(v)));
-                    continue;
-                }
-                Slot::Nothing | Slot::Broken => continue,
-                Slot::Ref { kind, job } => {
-                    let result = match job {
-                        Job::Kms(i) => outcomes.kms.get(i).cloned().unwrap_or_else(missing),
-                        Job::Ssm(i) => outcomes.ssm.get(i).cloned().unwrap_or_else(missing),
-                        Job::Envelope { key, value } => {
-                            let data_key = outcomes.kms.get(key).cloned().unwrap_or_else(missing);
-                            data_key
-                                .map_err(|r| {
-                                    Reason::new(r.class, format!("{DATA_KEY_VAR}: {}", r.detail))
-                                })
-                                .and_then(|dk| crypto::data_key(dk.expose()))
-                                .and_then(|dk| crypto::decrypt(&value, &dk))
-                        }
-                    };
-                    (kind, result)
-                }
-            };
-            match result.and_then(check_nul) {
-                Ok(secret) => vars.push((name, Value::Secret(secret))),
-                Err(reason) => failures.push(Failure {
-                    variable: lossy(&reported),
-                    kind,
-                    reason,
-                }),
+            match slot {
+                Slot::Plain(v) => vars.push((name.clone(), Value::Plain(v.clone()))),
+                Slot::Nothing | Slot::Broken => {}
+                Slot::Ref { kind, job } => match self.resolve(job, &outcomes) {
+                    Ok(r) => vars.push((name.clone(), Value::Secret(r.secret))),
+                    Err(reason) => failures.push(Failure {
+                        variable: lossy(reported),
+                        kind: kind.clone(),
+                        reason,
+                    }),
+                },
             }
         }
         if failures.is_empty() {
@@ -295,16 +399,50 @@ impl Plan {
             Err(failures)
         }
     }
-}
 
-fn check_nul(secret: Secret) -> Result<Secret, Reason> {
-    if secret.contains_nul() {
-        Err(Reason::new(
-            Class::BadCiphertext,
-            "the plaintext contains a NUL byte, which an environment variable cannot hold",
-        ))
-    } else {
-        Ok(secret)
+    /// One row per reference (malformed ones included), in the original order.
+    pub fn report(&self, outcomes: &Outcomes) -> Vec<Row> {
+        let mut rows: Vec<Row> = self
+            .failures
+            .iter()
+            .map(|f| Row {
+                variable: f.variable.clone(),
+                kind: f.kind.clone(),
+                source: None,
+                version: None,
+                context: Context::new(),
+                status: Err(f.reason.clone()),
+            })
+            .collect();
+        for Entry { name, slot, helper } in &self.entries {
+            let Slot::Ref { kind, job } = slot else {
+                continue;
+            };
+            let reported = helper.as_ref().map_or(name, |(n, _)| n);
+            let result = self.resolve(job, outcomes);
+            let context = match job {
+                Job::Kms(i) | Job::Envelope { key: i, .. } | Job::Sealed { key: i, .. } => self
+                    .kms
+                    .get(*i)
+                    .map(|j| j.context.clone())
+                    .unwrap_or_default(),
+                Job::Ssm(_) => Context::new(),
+            };
+            let (source, version) = match (&result, job) {
+                (Ok(r), _) => (r.source.clone(), r.version),
+                (Err(_), Job::Ssm(i)) => (self.ssm.get(*i).map(SsmRef::request), None),
+                (Err(_), _) => (None, None),
+            };
+            rows.push(Row {
+                variable: lossy(reported),
+                kind: kind.clone(),
+                source,
+                version,
+                context,
+                status: result.map(|_| ()),
+            });
+        }
+        rows
     }
 }
 
@@ -380,15 +518,24 @@ mod tests {
 
     #[test]
     fn batch_sizes_for_1_10_11_25() {
-        assert_eq!(sizes(&Plan::new(ssm_env(1), false)), vec![1]);
-        assert_eq!(sizes(&Plan::new(ssm_env(10), false)), vec![10]);
-        assert_eq!(sizes(&Plan::new(ssm_env(11), false)), vec![10, 1]);
-        assert_eq!(sizes(&Plan::new(ssm_env(25), false)), vec![10, 10, 5]);
+        assert_eq!(sizes(&Plan::new(ssm_env(1), &Options::default())), vec![1]);
+        assert_eq!(
+            sizes(&Plan::new(ssm_env(10), &Options::default())),
+            vec![10]
+        );
+        assert_eq!(
+            sizes(&Plan::new(ssm_env(11), &Options::default())),
+            vec![10, 1]
+        );
+        assert_eq!(
+            sizes(&Plan::new(ssm_env(25), &Options::default())),
+            vec![10, 10, 5]
+        );
     }
 
     #[test]
     fn every_reference_is_in_exactly_one_batch() {
-        let plan = Plan::new(ssm_env(25), false);
+        let plan = Plan::new(ssm_env(25), &Options::default());
         let mut seen: Vec<usize> = plan.batches.iter().flat_map(|b| b.refs.clone()).collect();
         seen.sort();
         assert_eq!(seen, (0..25).collect::<Vec<_>>());
@@ -396,7 +543,10 @@ mod tests {
 
     #[test]
     fn nothing_to_do_for_plain_env() {
-        let plan = Plan::new(env(&[("A", "1"), ("B", "kmsx"), ("C", "")]), false);
+        let plan = Plan::new(
+            env(&[("A", "1"), ("B", "kmsx"), ("C", "")]),
+            &Options::default(),
+        );
         assert!(plan.is_empty());
         assert_eq!(plan.reference_count(), 0);
         assert!(plan.batches.is_empty());
@@ -413,7 +563,7 @@ mod tests {
                 ("E", "ssm:/x:2"),
                 ("F", "kms:AAAB"),
             ]),
-            false,
+            &Options::default(),
         );
         assert_eq!(plan.kms.len(), 2);
         assert_eq!(plan.ssm.len(), 2);
@@ -430,7 +580,7 @@ mod tests {
                 ("B", "ssm:arn:aws:ssm:eu-west-1:123456789012:parameter/b"),
                 ("C", "ssm:/c"),
             ]),
-            false,
+            &Options::default(),
         );
         assert_eq!(plan.batches.len(), 2);
         assert_eq!(plan.batches[0].region, None);
@@ -447,11 +597,11 @@ mod tests {
                 ("M", "ssm:/x"),
                 ("B", "kms:AAAA"),
             ]),
-            false,
+            &Options::default(),
         );
         let outcomes = Outcomes {
-            kms: vec![Ok(Secret::new(b"one".to_vec()))],
-            ssm: vec![Ok(Secret::new(b"two".to_vec()))],
+            kms: vec![Ok(Resolved::plain(Secret::new(b"one".to_vec())))],
+            ssm: vec![Ok(Resolved::plain(Secret::new(b"two".to_vec())))],
         };
         let vars = plan.apply(outcomes).unwrap();
         let shown: Vec<(String, Vec<u8>)> = vars
@@ -484,10 +634,10 @@ mod tests {
                 ("NUL", "kms:AAAA"),
                 ("OK", "plain"),
             ]),
-            false,
+            &Options::default(),
         );
         let outcomes = Outcomes {
-            kms: vec![Ok(Secret::new(b"a\0b".to_vec()))],
+            kms: vec![Ok(Resolved::plain(Secret::new(b"a\0b".to_vec())))],
             ssm: vec![Err(Reason::new(Class::NotFound, "no such parameter"))],
         };
         let failures = plan.apply(outcomes).unwrap_err();
@@ -519,8 +669,8 @@ mod tests {
     }
 
     /// KMS_DATA_KEY = AQI= (blob [1, 2]) decrypting to bytes 00..1f.
-    fn data_key_outcome() -> Result<Secret, Reason> {
-        Ok(Secret::new((0u8..32).collect()))
+    fn data_key_outcome() -> Result<Resolved, Reason> {
+        Ok(Resolved::plain(Secret::new((0u8..32).collect())))
     }
 
     #[test]
@@ -535,9 +685,10 @@ mod tests {
                 ("B", "secure:19fcf087b45dcaf7f9f7fe34bd8378"),
                 ("C", "plain"),
             ]),
-            false,
+            &Options::default(),
         );
-        assert_eq!(plan.kms, vec![vec![1, 2]], "one KMS call for the data key");
+        assert_eq!(plan.kms.len(), 1, "one KMS call for the data key");
+        assert_eq!(plan.kms[0].blob, vec![1, 2]);
         let vars = plan
             .apply(Outcomes {
                 kms: vec![data_key_outcome()],
@@ -562,7 +713,10 @@ mod tests {
                 ("KMS_DATA_KEY", "AQI="),
                 ("A", "secure:19fcf087b45dcaf7f9f7fe34bd8378"),
             ]),
-            true,
+            &Options {
+                keep_references: true,
+                ..Options::default()
+            },
         );
         let vars = plan
             .apply(Outcomes {
@@ -576,7 +730,10 @@ mod tests {
 
     #[test]
     fn without_secure_values_the_data_key_is_not_decrypted() {
-        let plan = Plan::new(env(&[("KMS_DATA_KEY", "AQI="), ("A", "x")]), false);
+        let plan = Plan::new(
+            env(&[("KMS_DATA_KEY", "AQI="), ("A", "x")]),
+            &Options::default(),
+        );
         assert!(plan.is_empty());
         let vars = plan.apply(Outcomes::default()).unwrap();
         assert_eq!(shown(&vars), vec![("A".into(), b"x".to_vec())]);
@@ -590,7 +747,7 @@ mod tests {
                 ("A", "secure:00"),
                 ("B", "secure:11"),
             ]),
-            false,
+            &Options::default(),
         );
         let failures = plan
             .apply(Outcomes {
@@ -612,7 +769,10 @@ mod tests {
 
     #[test]
     fn a_malformed_data_key_is_reported_on_each_secure_value() {
-        let plan = Plan::new(env(&[("KMS_DATA_KEY", "!!"), ("A", "secure:00")]), false);
+        let plan = Plan::new(
+            env(&[("KMS_DATA_KEY", "!!"), ("A", "secure:00")]),
+            &Options::default(),
+        );
         assert!(plan.is_empty());
         let failures = plan.apply(Outcomes::default()).unwrap_err();
         assert_eq!(failures[0].variable, "A");
@@ -628,14 +788,14 @@ mod tests {
                 ("KMS_ENCRYPTED_TOKEN", "kms:AQM="),
                 ("X", "1"),
             ]),
-            false,
+            &Options::default(),
         );
         assert_eq!(plan.kms.len(), 2);
         let vars = plan
             .apply(Outcomes {
                 kms: vec![
-                    Ok(Secret::new(b"db".to_vec())),
-                    Ok(Secret::new(b"tok".to_vec())),
+                    Ok(Resolved::plain(Secret::new(b"db".to_vec()))),
+                    Ok(Resolved::plain(Secret::new(b"tok".to_vec()))),
                 ],
                 ssm: vec![],
             })
@@ -648,7 +808,7 @@ mod tests {
                 ("X".into(), b"1".to_vec()),
             ]
         );
-        let bad = Plan::new(env(&[("KMS_ENCRYPTED_DB", "%%")]), false)
+        let bad = Plan::new(env(&[("KMS_ENCRYPTED_DB", "%%")]), &Options::default())
             .apply(Outcomes::default())
             .unwrap_err();
         assert_eq!(bad[0].variable, "KMS_ENCRYPTED_DB");

@@ -1,6 +1,8 @@
 //! Pure classification of one environment value into a [`Reference`] (DESIGN §2).
 //!
 //! `kms:<base64>` is a KMS ciphertext blob (standard or URL-safe alphabet, padding optional);
+//! `kms:v1:<base64>` is kms-env's self-describing format (bound to a name, or an envelope for
+//! values over KMS's 4 KiB, see `sealed`);
 //! `ssm:<name>`, `ssm://<name>`, an optional `:<version>` or `:<label>` selector, and
 //! `ssm:arn:<partition>:ssm:<region>:<account>:parameter/<name>` name a Parameter Store
 //! parameter. `secure:` is the original kms-env's envelope value when the environment holds a
@@ -9,6 +11,7 @@
 //! not parse is an error; its message never repeats the value.
 
 use crate::error::{Class, Reason};
+use crate::sealed::{Sealed, V1_TAG};
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use std::ffi::OsStr;
@@ -32,6 +35,8 @@ const MAX_SELECTOR_LEN: usize = 100;
 pub enum Reference {
     /// A KMS ciphertext blob, already base64-decoded.
     Kms(Vec<u8>),
+    /// A `kms:v1:` value.
+    Sealed(Sealed),
     /// A Parameter Store parameter.
     Ssm(SsmRef),
     /// An original kms-env value to decrypt with the data key: `<hex iv>$<hex>` or legacy `<hex>`.
@@ -43,6 +48,13 @@ impl Reference {
     pub fn kind(&self) -> String {
         match self {
             Reference::Kms(_) => "kms".to_owned(),
+            Reference::Sealed(s) => match (s.bound, s.envelope.is_some()) {
+                (false, false) => "kms v1",
+                (true, false) => "kms v1, bound",
+                (false, true) => "kms v1 envelope",
+                (true, true) => "kms v1 envelope, bound",
+            }
+            .to_owned(),
             Reference::Ssm(r) => format!("ssm {}", r.request()),
             Reference::Envelope(_) => "secure, KMS_DATA_KEY".to_owned(),
         }
@@ -84,6 +96,10 @@ impl fmt::Display for SsmRef {
 pub fn classify(value: &OsStr, data_key: bool) -> Result<Option<Reference>, Reason> {
     let bytes = value.as_bytes();
     if let Some(body) = bytes.strip_prefix(KMS_PREFIX.as_bytes()) {
+        if let Some(v1) = body.strip_prefix(V1_TAG.as_bytes()) {
+            let sealed = Sealed::decode(&decode_blob(v1)?)?;
+            return Ok(Some(Reference::Sealed(sealed)));
+        }
         return decode_blob(body).map(|b| Some(Reference::Kms(b)));
     }
     if let Some(body) = bytes.strip_prefix(SECURE_PREFIX.as_bytes()) {

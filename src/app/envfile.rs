@@ -5,14 +5,14 @@
 //! renaming a complete, synced temporary file next to it: a failure or a kill never leaves a
 //! truncated or half-encrypted file.
 
-use super::{block_on, read_value, resolve_plan, write_stdout};
+use super::{read_value, resolve_plan, with_kms, write_stdout};
 use crate::cli::{AddArgs, Global, InitArgs, ShowArgs};
 use crate::envfile::{EnvFile, REGION_VAR, crypto, valid_key};
 use crate::error::{Class, Error, Reason};
 use crate::plan::{DATA_KEY_VAR, Plan, Value};
 use crate::reference::{SECURE_PREFIX, decode_blob};
 use crate::resolve::Kms;
-use crate::resolve::aws::{AwsKms, load_config};
+use crate::sealed::Context;
 use crate::secret::Secret;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -104,31 +104,6 @@ fn data_key_blob(file: &EnvFile, path: &Path) -> Result<Vec<u8>, Error> {
     })
 }
 
-/// Runs `work` with a KMS client under the deadline; `fallback_region` is the file's region.
-fn with_kms<T>(
-    global: &Global,
-    fallback_region: Option<&str>,
-    work: impl AsyncFnOnce(&AwsKms) -> Result<T, Reason>,
-) -> Result<T, Error> {
-    block_on(async {
-        let deadline = tokio::time::Instant::now() + global.timeout;
-        let run = async {
-            let config =
-                load_config(global.region.clone(), fallback_region.map(str::to_owned)).await;
-            work(&AwsKms::new(&config)).await
-        };
-        tokio::time::timeout_at(deadline, run)
-            .await
-            .unwrap_or_else(|_| {
-                Err(Reason::new(
-                    Class::TimedOut,
-                    "no answer before the deadline",
-                ))
-            })
-    })?
-    .map_err(Error::Value)
-}
-
 /// The region in a KMS key ARN (`arn:aws:kms:<region>:<account>:key/<id>`).
 fn region_of_key_arn(arn: &str) -> Option<&str> {
     let mut parts = arn.split(':');
@@ -149,9 +124,9 @@ pub fn init(global: &Global, args: InitArgs) -> Result<(), Error> {
     };
     let fallback = file.get(REGION_VAR).map(str::to_owned);
     let (new, old) = with_kms(global, fallback.as_deref(), async |kms| {
-        let new = kms.generate_data_key(&args.key_id).await?;
+        let new = kms.generate_data_key(&args.key_id, &Context::new()).await?;
         let old = match &old_blob {
-            Some(blob) => Some(kms.decrypt(blob).await.map_err(|r| {
+            Some(blob) => Some(kms.decrypt(blob, &Context::new()).await.map_err(|r| {
                 Reason::new(r.class, format!("the current {DATA_KEY_VAR}: {}", r.detail))
             })?),
             None => None,
@@ -169,7 +144,7 @@ pub fn init(global: &Global, args: InitArgs) -> Result<(), Error> {
     let new_key = crypto::data_key(new.plaintext.expose()).map_err(Error::Value)?;
     if let Some(old) = old {
         // Rotation: every secure: value moves to the new data key.
-        let old_key = crypto::data_key(old.expose()).map_err(Error::Value)?;
+        let old_key = crypto::data_key(old.secret.expose()).map_err(Error::Value)?;
         file.map_values(|key, value| {
             let Some(body) = value.strip_prefix(SECURE_PREFIX) else {
                 return Ok(None);
@@ -233,11 +208,11 @@ pub fn add(global: &Global, args: AddArgs) -> Result<(), Error> {
     let blob = data_key_blob(&file, &args.file)?;
     let fallback = file.get(REGION_VAR).map(str::to_owned);
     let key = with_kms(global, fallback.as_deref(), async |kms| {
-        kms.decrypt(&blob)
+        kms.decrypt(&blob, &Context::new())
             .await
             .map_err(|r| Reason::new(r.class, format!("{DATA_KEY_VAR}: {}", r.detail)))
     })?;
-    let key = crypto::data_key(key.expose()).map_err(Error::Value)?;
+    let key = crypto::data_key(key.secret.expose()).map_err(Error::Value)?;
     for (name, value) in entries {
         let sealed = crypto::encrypt(value.expose(), &key).map_err(Error::Value)?;
         file.set(&name, format!("{SECURE_PREFIX}{sealed}"));
@@ -253,7 +228,7 @@ pub fn show(global: &Global, args: ShowArgs) -> Result<(), Error> {
         .pairs()
         .map(|(k, v)| (OsString::from(k), OsString::from(v)))
         .collect();
-    let plan = Plan::new(pairs, true);
+    let plan = Plan::new(pairs, &super::options(global, true));
     let fallback = file.get(REGION_VAR).map(str::to_owned);
     let vars = resolve_plan(global, plan, fallback.as_deref())?;
     let mut resolved: HashMap<String, Secret> = HashMap::new();

@@ -1,40 +1,40 @@
 //! Wiring: command line → plan → resolve (one tokio runtime, dropped before exec) → exec or print.
 //!
 //! This is the only module that touches the process environment, files, stdin and stdout;
-//! everything it calls is either pure (`plan`, `reference`, `envfile`, `export`) or behind the
-//! resolver ports. `envfile` holds the original kms-env's file commands.
+//! everything it calls is either pure (`plan`, `reference`, `envfile`, `dotenv`, `export`,
+//! `sealed`) or behind the resolver ports. `envfile` holds the original kms-env's file
+//! commands, `encode` the `encrypt` command, `check` the preflight.
 
+mod check;
+mod encode;
 mod envfile;
 
-use crate::cli::{Cli, Command, DecryptArgs, EncryptArgs, ExecArgs, ExportArgs, Global, LogLevel};
+use crate::cli::{Cli, Command, DecryptArgs, ExecArgs, ExportArgs, Global, LogLevel};
 use crate::error::{Class, Error, Reason};
 use crate::exec;
-use crate::plan::{DATA_KEY_VAR, Outcomes, Plan, Value, Vars};
+use crate::plan::{DATA_KEY_VAR, Options, Outcomes, Plan, Value, Vars};
 use crate::reference::{KMS_PREFIX, SECURE_PREFIX, SSM_PREFIX};
 use crate::resolve::aws::{AwsKms, AwsSsm, load_config};
 use crate::resolve::resolve;
-use crate::secret::Secret;
-use base64::Engine as _;
 use std::ffi::OsString;
 use std::future::Future;
 use std::io::{Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
 use tracing::{debug, info, warn};
-
-/// KMS `Encrypt` takes at most 4096 bytes of plaintext.
-const KMS_MAX_PLAINTEXT: usize = 4096;
 
 /// Runs one command line and returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
     init_logging(&cli.global);
     let result = match cli.command {
         Command::Exec(args) => exec_command(&cli.global, args),
-        Command::Encrypt(args) => encrypt(&cli.global, args),
+        Command::Encrypt(args) => encode::encrypt(&cli.global, args),
         Command::Decrypt(args) => decrypt(&cli.global, args),
         Command::Export(args) => export(&cli.global, args),
         Command::Init(args) => envfile::init(&cli.global, args),
         Command::Add(args) => envfile::add(&cli.global, args),
         Command::Show(args) => envfile::show(&cli.global, args),
+        Command::Check(args) => check::check(&cli.global, args),
     };
     match result {
         Ok(()) => 0,
@@ -78,7 +78,7 @@ fn init_logging(global: &Global) {
 }
 
 /// Runs `fut` on a fresh current-thread runtime that is gone when this returns.
-pub(crate) fn block_on<F: Future>(fut: F) -> Result<F::Output, Error> {
+fn block_on<F: Future>(fut: F) -> Result<F::Output, Error> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -92,47 +92,78 @@ pub(crate) fn block_on<F: Future>(fut: F) -> Result<F::Output, Error> {
     Ok(out)
 }
 
-/// Resolves every reference in `plan`; without references, no AWS configuration is loaded.
+fn timed_out() -> Reason {
+    Reason::new(Class::TimedOut, "no answer before the deadline")
+}
+
+/// Runs `work` with a KMS client under the deadline; `fallback_region` is an env file's region.
+fn with_kms<T>(
+    global: &Global,
+    fallback_region: Option<&str>,
+    work: impl AsyncFnOnce(&AwsKms) -> Result<T, Reason>,
+) -> Result<T, Error> {
+    block_on(async {
+        let deadline = tokio::time::Instant::now() + global.timeout;
+        let run = async {
+            let config =
+                load_config(global.region.clone(), fallback_region.map(str::to_owned)).await;
+            work(&AwsKms::new(&config)).await
+        };
+        tokio::time::timeout_at(deadline, run)
+            .await
+            .unwrap_or_else(|_| Err(timed_out()))
+    })?
+    .map_err(Error::Value)
+}
+
+/// Planning options from the command line.
+fn options(global: &Global, keep_references: bool) -> Options {
+    Options {
+        keep_references,
+        context: global.context(),
+    }
+}
+
+/// Looks up everything `plan` needs; without references, no AWS configuration is loaded.
 /// `fallback_region` (an env file's `AWS_REGION`) is used when no region is configured.
-fn resolve_plan(global: &Global, plan: Plan, fallback_region: Option<&str>) -> Result<Vars, Error> {
+fn lookups(global: &Global, plan: &Plan, fallback_region: Option<&str>) -> Result<Outcomes, Error> {
     if plan.is_empty() {
         debug!("no references to resolve; AWS configuration not loaded");
-        return plan.apply(Outcomes::default()).map_err(Error::Resolve);
+        return Ok(Outcomes::default());
     }
-    let started = std::time::Instant::now();
     info!(
         "resolving {} KMS ciphertexts and {} SSM parameters in {} GetParameters calls",
         plan.kms.len(),
         plan.ssm.len(),
         plan.batches.len()
     );
-    let outcomes = block_on(async {
+    block_on(async {
         let deadline = tokio::time::Instant::now() + global.timeout;
         let config = load_config(global.region.clone(), fallback_region.map(str::to_owned));
         match tokio::time::timeout_at(deadline, config).await {
             Ok(config) => {
                 debug!(region = ?config.region(), "AWS configuration loaded");
-                resolve(
-                    &plan,
-                    &AwsKms::new(&config),
-                    &AwsSsm::new(&config),
-                    deadline,
-                )
-                .await
+                resolve(plan, &AwsKms::new(&config), &AwsSsm::new(&config), deadline).await
             }
             Err(_) => plan.fail_all(Reason::new(
                 Class::TimedOut,
                 "loading the AWS configuration did not finish before the deadline",
             )),
         }
-    })?;
+    })
+}
+
+/// Resolves every reference in `plan` into the final variables.
+fn resolve_plan(global: &Global, plan: Plan, fallback_region: Option<&str>) -> Result<Vars, Error> {
+    let started = std::time::Instant::now();
+    let outcomes = lookups(global, &plan, fallback_region)?;
     let vars = plan.apply(outcomes).map_err(Error::Resolve)?;
     info!("resolved in {} ms", started.elapsed().as_millis());
     Ok(vars)
 }
 
 fn exec_command(global: &Global, args: ExecArgs) -> Result<(), Error> {
-    let plan = Plan::new(std::env::vars_os(), args.keep_references);
+    let plan = Plan::new(std::env::vars_os(), &options(global, args.keep_references));
     debug!("{} variables hold references", plan.reference_count());
     let vars = resolve_plan(global, plan, None)?;
     Err(exec::exec(&args.command, vars))
@@ -155,6 +186,29 @@ fn read_value(value: Option<OsString>) -> Result<Vec<u8>, Error> {
     }
 }
 
+/// Reads a UTF-8 text file; a missing one is `NotFound` (66).
+fn read_text(path: &Path) -> Result<String, Error> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::Value(Reason::new(
+                Class::NotFound,
+                format!("{} does not exist", path.display()),
+            ))
+        } else {
+            Error::Io {
+                what: format!("cannot read {}", path.display()),
+                source: e,
+            }
+        }
+    })?;
+    String::from_utf8(bytes).map_err(|_| {
+        Error::Value(Reason::new(
+            Class::Malformed,
+            format!("{} is not UTF-8 text", path.display()),
+        ))
+    })
+}
+
 fn write_stdout(bytes: &[u8]) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     out.write_all(bytes)
@@ -163,58 +217,6 @@ fn write_stdout(bytes: &[u8]) -> Result<(), Error> {
             what: "cannot write to stdout".into(),
             source,
         })
-}
-
-fn encrypt(global: &Global, args: EncryptArgs) -> Result<(), Error> {
-    let mut plaintext = Secret::new(read_value(args.value)?);
-    if args.trim {
-        let keep = plaintext
-            .expose()
-            .iter()
-            .rposition(|b| !b.is_ascii_whitespace())
-            .map_or(0, |i| i + 1);
-        plaintext = Secret::new(plaintext.expose()[..keep].to_vec());
-    } else if plaintext
-        .expose()
-        .last()
-        .is_some_and(u8::is_ascii_whitespace)
-    {
-        warn!(
-            "the plaintext ends in whitespace (a newline from echo?); it is kept as is. Use --trim to remove it"
-        );
-    }
-    let bad = |detail: &str| Error::Value(Reason::new(Class::Malformed, detail));
-    if plaintext.expose().is_empty() {
-        return Err(bad(
-            "the plaintext is empty; KMS cannot encrypt an empty value",
-        ));
-    }
-    if plaintext.contains_nul() {
-        return Err(bad(
-            "the plaintext contains a NUL byte, which an environment variable cannot hold",
-        ));
-    }
-    if plaintext.expose().len() > KMS_MAX_PLAINTEXT {
-        return Err(bad("the plaintext is larger than KMS's 4096-byte limit"));
-    }
-    let blob = block_on(async {
-        let deadline = tokio::time::Instant::now() + global.timeout;
-        let work = async {
-            let config = load_config(global.region.clone(), None).await;
-            AwsKms::new(&config).encrypt(&args.key_id, &plaintext).await
-        };
-        tokio::time::timeout_at(deadline, work)
-            .await
-            .unwrap_or_else(|_| {
-                Err(Reason::new(
-                    Class::TimedOut,
-                    "no answer before the deadline",
-                ))
-            })
-    })?
-    .map_err(Error::Value)?;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(blob);
-    write_stdout(format!("{KMS_PREFIX}{encoded}\n").as_bytes())
 }
 
 fn decrypt(global: &Global, args: DecryptArgs) -> Result<(), Error> {
@@ -233,8 +235,9 @@ fn decrypt(global: &Global, args: DecryptArgs) -> Result<(), Error> {
         .map(|k| (OsString::from(DATA_KEY_VAR), k))
         .into_iter()
         .collect();
-    env.push((OsString::from("VALUE"), OsString::from_vec(value)));
-    let plan = Plan::new(env, false);
+    let name = args.name.unwrap_or_else(|| "VALUE".to_owned());
+    env.push((OsString::from(name), OsString::from_vec(value)));
+    let plan = Plan::new(env, &options(global, false));
     // One value: report its reason, not a list of variables.
     let vars = resolve_plan(global, plan, None).map_err(|e| match e {
         Error::Resolve(mut failures) if !failures.is_empty() => {
@@ -250,7 +253,7 @@ fn decrypt(global: &Global, args: DecryptArgs) -> Result<(), Error> {
 }
 
 fn export(global: &Global, args: ExportArgs) -> Result<(), Error> {
-    let plan = Plan::new(std::env::vars_os(), args.keep_references);
+    let plan = Plan::new(std::env::vars_os(), &options(global, args.keep_references));
     let vars = resolve_plan(global, plan, None)?;
     let selected: Vars = if args.all {
         vars

@@ -8,12 +8,15 @@
 
 use super::{Kms, Parameter, Ssm};
 use crate::error::{Class, Reason};
+use crate::plan::Resolved;
+use crate::sealed::Context;
 use crate::secret::Secret;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_kms::config::http::HttpResponse;
 use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
+use std::collections::HashMap;
 
 /// Loads the shared AWS configuration: `region` overrides the chain's region, `fallback` (an
 /// env file's `AWS_REGION`) is used when the chain finds none.
@@ -61,13 +64,19 @@ impl AwsKms {
         self.client.as_ref().ok_or_else(no_region)
     }
 
-    /// KMS `Encrypt` of `plaintext` under `key_id`; returns the ciphertext blob.
-    pub async fn encrypt(&self, key_id: &str, plaintext: &Secret) -> Result<Vec<u8>, Reason> {
+    /// KMS `Encrypt` of `plaintext` under `key_id` with `context`; returns the ciphertext blob.
+    pub async fn encrypt(
+        &self,
+        key_id: &str,
+        plaintext: &Secret,
+        context: &Context,
+    ) -> Result<Vec<u8>, Reason> {
         let out = self
             .client()?
             .encrypt()
             .key_id(key_id)
             .plaintext(Blob::new(plaintext.expose()))
+            .set_encryption_context(aws_context(context))
             .send()
             .await
             .map_err(classify)?;
@@ -78,12 +87,17 @@ impl AwsKms {
 }
 
 impl AwsKms {
-    /// KMS `GenerateDataKey` with `AES_256` under `key_id`.
-    pub async fn generate_data_key(&self, key_id: &str) -> Result<DataKeyResponse, Reason> {
+    /// KMS `GenerateDataKey` with `AES_256` under `key_id` with `context`.
+    pub async fn generate_data_key(
+        &self,
+        key_id: &str,
+        context: &Context,
+    ) -> Result<DataKeyResponse, Reason> {
         let out = self
             .client()?
             .generate_data_key()
             .key_id(key_id)
+            .set_encryption_context(aws_context(context))
             .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
             .send()
             .await
@@ -98,18 +112,30 @@ impl AwsKms {
 }
 
 impl Kms for AwsKms {
-    async fn decrypt(&self, blob: &[u8]) -> Result<Secret, Reason> {
+    async fn decrypt(&self, blob: &[u8], context: &Context) -> Result<Resolved, Reason> {
         let out = self
             .client()?
             .decrypt()
             .ciphertext_blob(Blob::new(blob))
+            .set_encryption_context(aws_context(context))
             .send()
             .await
             .map_err(classify)?;
-        out.plaintext
+        let secret = out
+            .plaintext
             .map(|p| Secret::new(p.into_inner()))
-            .ok_or_else(|| Reason::new(Class::ServiceError, "KMS returned no plaintext"))
+            .ok_or_else(|| Reason::new(Class::ServiceError, "KMS returned no plaintext"))?;
+        Ok(Resolved {
+            secret,
+            source: out.key_id,
+            version: None,
+        })
     }
+}
+
+/// The SDK's form of an encryption context; `None` when empty.
+fn aws_context(context: &Context) -> Option<HashMap<String, String>> {
+    (!context.is_empty()).then(|| context.clone().into_iter().collect())
 }
 
 /// Parameter Store through the AWS SDK; ARN references go to the ARN's region.
@@ -164,6 +190,7 @@ impl Ssm for AwsSsm {
                 Some(Parameter {
                     name: p.name?,
                     arn: p.arn,
+                    version: Some(p.version),
                     value: Secret::from(p.value?),
                 })
             })

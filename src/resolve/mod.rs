@@ -7,8 +7,9 @@
 pub mod aws;
 
 use crate::error::{Class, Reason};
-use crate::plan::{Outcomes, Plan};
+use crate::plan::{Outcomes, Plan, Resolved};
 use crate::reference::SsmRef;
+use crate::sealed::Context;
 use crate::secret::Secret;
 use futures_util::future::join_all;
 use std::future::Future;
@@ -16,8 +17,13 @@ use tokio::time::{Instant, timeout_at};
 
 /// Decrypts KMS ciphertext blobs.
 pub trait Kms {
-    /// KMS `Decrypt` of one blob in the configured region.
-    fn decrypt(&self, blob: &[u8]) -> impl Future<Output = Result<Secret, Reason>>;
+    /// KMS `Decrypt` of one blob with an encryption context (empty for none) in the configured
+    /// region; the result's `source` is the key ARN.
+    fn decrypt(
+        &self,
+        blob: &[u8],
+        context: &Context,
+    ) -> impl Future<Output = Result<Resolved, Reason>>;
 }
 
 /// One parameter as `GetParameters` returned it.
@@ -27,6 +33,8 @@ pub struct Parameter {
     pub name: String,
     /// `ARN` as returned, when present.
     pub arn: Option<String>,
+    /// `Version` as returned.
+    pub version: Option<i64>,
     /// The decrypted value.
     pub value: Secret,
 }
@@ -47,7 +55,7 @@ pub async fn resolve(plan: &Plan, kms: &impl Kms, ssm: &impl Ssm, deadline: Inst
     let decrypts = join_all(
         plan.kms
             .iter()
-            .map(|blob| bounded(deadline, kms.decrypt(blob))),
+            .map(|job| bounded(deadline, kms.decrypt(&job.blob, &job.context))),
     );
     let fetches = join_all(plan.batches.iter().map(|batch| {
         let names: Vec<String> = batch.refs.iter().map(|&i| plan.ssm[i].request()).collect();
@@ -56,7 +64,7 @@ pub async fn resolve(plan: &Plan, kms: &impl Kms, ssm: &impl Ssm, deadline: Inst
     }));
     let (kms_results, batch_results) = futures_util::future::join(decrypts, fetches).await;
 
-    let mut ssm_results: Vec<Option<Result<Secret, Reason>>> = vec![None; plan.ssm.len()];
+    let mut ssm_results: Vec<Option<Result<Resolved, Reason>>> = vec![None; plan.ssm.len()];
     for (batch, result) in plan.batches.iter().zip(batch_results) {
         match result {
             Ok(params) => {
@@ -66,7 +74,11 @@ pub async fn resolve(plan: &Plan, kms: &impl Kms, ssm: &impl Ssm, deadline: Inst
                         params
                             .iter()
                             .find(|p| answers(wanted, p))
-                            .map(|p| p.value.clone())
+                            .map(|p| Resolved {
+                                secret: p.value.clone(),
+                                source: p.arn.clone(),
+                                version: p.version,
+                            })
                             .ok_or_else(|| {
                                 Reason::new(
                                     Class::NotFound,
@@ -128,7 +140,7 @@ mod tests {
     }
 
     impl Kms for FakeKms {
-        async fn decrypt(&self, blob: &[u8]) -> Result<Secret, Reason> {
+        async fn decrypt(&self, blob: &[u8], _: &Context) -> Result<Resolved, Reason> {
             *self.calls.borrow_mut() += 1;
             if blob == [0xff] {
                 std::future::pending::<()>().await;
@@ -139,7 +151,9 @@ mod tests {
                     "InvalidCiphertextException",
                 ));
             }
-            Ok(Secret::new(blob.iter().rev().copied().collect()))
+            Ok(Resolved::plain(Secret::new(
+                blob.iter().rev().copied().collect(),
+            )))
         }
     }
 
@@ -165,6 +179,7 @@ mod tests {
                     self.values.get(n).map(|v| Parameter {
                         name: n.split(':').next().unwrap().to_owned(),
                         arn: None,
+                        version: Some(1),
                         value: Secret::new(v.clone().into_bytes()),
                     })
                 })
@@ -218,16 +233,16 @@ mod tests {
                 ("K", "kms:AQI="),
                 ("K2", "kms:AQI="),
             ]),
-            false,
+            &Default::default(),
         );
         let (kms, ssm) = fakes(&[("/a", "va"), ("/b:2", "vb")]);
         let out = run(&plan, &kms, &ssm, 1000);
         assert_eq!(*kms.calls.borrow(), 1, "one Decrypt per distinct blob");
         assert_eq!(ssm.batches.borrow().len(), 1);
-        assert_eq!(out.ssm[0].as_ref().unwrap().expose(), b"va");
-        assert_eq!(out.ssm[1].as_ref().unwrap().expose(), b"vb");
+        assert_eq!(out.ssm[0].as_ref().unwrap().secret.expose(), b"va");
+        assert_eq!(out.ssm[1].as_ref().unwrap().secret.expose(), b"vb");
         assert_eq!(out.ssm[2].as_ref().unwrap_err().class, Class::NotFound);
-        assert_eq!(out.kms[0].as_ref().unwrap().expose(), [2, 1]);
+        assert_eq!(out.kms[0].as_ref().unwrap().secret.expose(), [2, 1]);
     }
 
     #[test]
@@ -238,7 +253,10 @@ mod tests {
         let values: Vec<(String, String)> = (0..25)
             .map(|i| (format!("/p{i}"), format!("v{i}")))
             .collect();
-        let plan = Plan::new(names.iter().map(|(k, v)| (k.into(), v.into())), false);
+        let plan = Plan::new(
+            names.iter().map(|(k, v)| (k.into(), v.into())),
+            &Default::default(),
+        );
         let pairs: Vec<(&str, &str)> = values
             .iter()
             .map(|(a, b)| (a.as_str(), b.as_str()))
@@ -248,7 +266,10 @@ mod tests {
         let sizes: Vec<usize> = ssm.batches.borrow().iter().map(|b| b.1.len()).collect();
         assert_eq!(sizes, vec![10, 10, 5]);
         for (i, r) in out.ssm.iter().enumerate() {
-            assert_eq!(r.as_ref().unwrap().expose(), format!("v{i}").as_bytes());
+            assert_eq!(
+                r.as_ref().unwrap().secret.expose(),
+                format!("v{i}").as_bytes()
+            );
         }
     }
 
@@ -260,7 +281,7 @@ mod tests {
                 ("OK", "kms:AQI="),
                 ("BAD", "kms:7g=="),
             ]),
-            false,
+            &Default::default(),
         );
         let (kms, ssm) = fakes(&[]);
         let out = run(&plan, &kms, &ssm, 500);

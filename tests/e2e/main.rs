@@ -3,6 +3,7 @@
 
 mod common;
 mod compat;
+mod encoding;
 mod exec;
 mod failures;
 mod interop;

@@ -1,0 +1,277 @@
+//! `kms-env encrypt`: one value, or every value of a dotenv file, for CI pipelines.
+//!
+//! Encoding needs only `kms:Encrypt` (values up to 4 KiB) and `kms:GenerateDataKey` (larger
+//! values, as an AES-256-GCM envelope); it never decrypts. Values that are already references
+//! are left as they are, so re-running on the output changes nothing.
+
+use super::{read_text, read_value, with_kms, write_stdout};
+use crate::cli::{EncodeFormat, EncryptArgs, Global};
+use crate::dotenv;
+use crate::error::{Class, Error, Reason};
+use crate::reference::{KMS_PREFIX, SECURE_PREFIX, SSM_PREFIX};
+use crate::resolve::aws::AwsKms;
+use crate::sealed::{self, Context, KMS_MAX_PLAINTEXT, Sealed, V1_TAG, context_for};
+use crate::secret::Secret;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use futures_util::future::try_join_all;
+use tracing::warn;
+
+/// Linux's limit for one environment string (`NAME=VALUE` and its NUL): MAX_ARG_STRLEN.
+pub const MAX_ENV_STRING: usize = 128 * 1024;
+/// The largest data-key blob we allow for in size estimates.
+const MAX_DATA_KEY_BLOB: usize = 1024;
+
+fn bad(detail: String) -> Reason {
+    Reason::new(Class::Malformed, detail)
+}
+
+/// Refuses a plaintext that cannot become an environment value, before any KMS call.
+fn check_plaintext(plaintext: &[u8], name: Option<&str>) -> Result<(), Reason> {
+    let what = name.map_or_else(
+        || "the plaintext".to_owned(),
+        |n| format!("{n}: the plaintext"),
+    );
+    if plaintext.is_empty() {
+        return Err(bad(format!(
+            "{what} is empty; KMS cannot encrypt an empty value"
+        )));
+    }
+    if plaintext.contains(&0) {
+        return Err(bad(format!(
+            "{what} contains a NUL byte, which an environment variable cannot hold"
+        )));
+    }
+    // `NAME=kms:v1:` + base64(header, data key, nonce, ciphertext, tag) + NUL must fit.
+    let sealed_len = 4 + MAX_DATA_KEY_BLOB + 12 + plaintext.len() + 16;
+    let encoded = KMS_PREFIX.len() + V1_TAG.len() + sealed_len.div_ceil(3) * 4;
+    if name.map_or(0, str::len) + 1 + encoded + 1 > MAX_ENV_STRING {
+        return Err(bad(format!(
+            "{what} is {} bytes; encrypted it would not fit in one environment variable \
+             (Linux allows 128 KiB per NAME=VALUE string). Store it in S3 or split it",
+            plaintext.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Encrypts one plaintext into the right textual form.
+async fn seal_value(
+    kms: &AwsKms,
+    key_id: &str,
+    plaintext: &Secret,
+    user_context: &Context,
+    bound_name: Option<&str>,
+) -> Result<String, Reason> {
+    let context = context_for(user_context, bound_name);
+    if plaintext.expose().len() <= KMS_MAX_PLAINTEXT {
+        let blob = kms.encrypt(key_id, plaintext, &context).await?;
+        if bound_name.is_none() {
+            return Ok(format!("{KMS_PREFIX}{}", STANDARD.encode(blob)));
+        }
+        let sealed = Sealed {
+            bound: true,
+            blob,
+            envelope: None,
+        };
+        return Ok(format!(
+            "{KMS_PREFIX}{V1_TAG}{}",
+            STANDARD.encode(sealed.encode())
+        ));
+    }
+    let key = kms.generate_data_key(key_id, &context).await?;
+    let sealed = sealed::seal(
+        plaintext.expose(),
+        &key.plaintext,
+        key.blob,
+        sealed::nonce()?,
+        bound_name,
+    )?;
+    Ok(format!(
+        "{KMS_PREFIX}{V1_TAG}{}",
+        STANDARD.encode(sealed.encode())
+    ))
+}
+
+/// `kms-env encrypt`.
+pub fn encrypt(global: &Global, args: EncryptArgs) -> Result<(), Error> {
+    if args.env_file.is_some() {
+        return encrypt_file(global, &args);
+    }
+    if !args.only.is_empty() || !args.skip.is_empty() {
+        return Err(Error::Usage("--only and --skip need --env-file".into()));
+    }
+    let bound = match args.bind_name.as_deref() {
+        Some("") => {
+            return Err(Error::Usage(
+                "--bind-name needs the variable NAME when encrypting one value".into(),
+            ));
+        }
+        other => other,
+    };
+    let mut plaintext = Secret::new(read_value(args.value.clone())?);
+    if args.trim {
+        let keep = plaintext
+            .expose()
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+            .map_or(0, |i| i + 1);
+        plaintext = Secret::new(plaintext.expose()[..keep].to_vec());
+    } else if plaintext
+        .expose()
+        .last()
+        .is_some_and(u8::is_ascii_whitespace)
+    {
+        warn!(
+            "the plaintext ends in whitespace (a newline from echo?); it is kept as is. Use --trim to remove it"
+        );
+    }
+    check_plaintext(plaintext.expose(), bound).map_err(Error::Value)?;
+    let context = global.context();
+    let value = with_kms(global, None, async |kms| {
+        seal_value(kms, &args.key_id, &plaintext, &context, bound).await
+    })?;
+    check_fits(bound, &value).map_err(Error::Value)?;
+    write_stdout(format!("{value}\n").as_bytes())
+}
+
+fn check_fits(name: Option<&str>, value: &str) -> Result<(), Reason> {
+    if name.map_or(0, str::len) + value.len() + 2 > MAX_ENV_STRING {
+        return Err(bad(
+            "the encrypted value would not fit in one environment variable (128 KiB)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a value is already encrypted or a reference (left alone).
+fn is_reference(value: &str) -> bool {
+    [KMS_PREFIX, SSM_PREFIX, SECURE_PREFIX]
+        .iter()
+        .any(|p| value.starts_with(p))
+}
+
+/// `kms-env encrypt --env-file FILE`.
+fn encrypt_file(global: &Global, args: &EncryptArgs) -> Result<(), Error> {
+    let path = args
+        .env_file
+        .as_deref()
+        .unwrap_or(std::path::Path::new("-"));
+    let text = read_text(path)?;
+    let pairs = dotenv::parse(&text).map_err(|e| {
+        Error::Value(Reason::new(
+            Class::Malformed,
+            format!("{}: {e}", path.display()),
+        ))
+    })?;
+    for key in args.only.iter().chain(&args.skip) {
+        if !pairs.iter().any(|p| &p.key == key) {
+            return Err(Error::Usage(format!(
+                "{key} (from --only/--skip) is not in {}",
+                path.display()
+            )));
+        }
+    }
+    let bind = args.bind_name.is_some();
+    if args.bind_name.as_deref().is_some_and(|n| !n.is_empty()) {
+        return Err(Error::Usage(
+            "with --env-file, --bind-name takes no NAME: each value is bound to its own key".into(),
+        ));
+    }
+    let selected = |key: &str, value: &str| {
+        !is_reference(value)
+            && (args.only.is_empty() || args.only.iter().any(|k| k == key))
+            && !args.skip.iter().any(|k| k == key)
+    };
+    for p in &pairs {
+        if selected(&p.key, &p.value) {
+            check_plaintext(p.value.as_bytes(), Some(&p.key)).map_err(Error::Value)?;
+        }
+    }
+    let context = global.context();
+    let values: Vec<String> = with_kms(global, None, async |kms| {
+        try_join_all(pairs.iter().map(|p| {
+            let context = &context;
+            async move {
+                if !selected(&p.key, &p.value) {
+                    return Ok(p.value.clone());
+                }
+                let plaintext = Secret::new(p.value.as_bytes().to_vec());
+                let bound = bind.then_some(p.key.as_str());
+                seal_value(kms, &args.key_id, &plaintext, context, bound)
+                    .await
+                    .map_err(|r| Reason::new(r.class, format!("{}: {}", p.key, r.detail)))
+            }
+        }))
+        .await
+    })?;
+    for (p, v) in pairs.iter().zip(&values) {
+        check_fits(Some(&p.key), v).map_err(Error::Value)?;
+    }
+    let keys = pairs.iter().map(|p| p.key.as_str());
+    let out =
+        Secret::new(render(args.format, keys.zip(values.iter().map(String::as_str))).into_bytes());
+    write_stdout(out.expose())
+}
+
+/// Renders encoded pairs in `format`.
+fn render<'a>(format: EncodeFormat, pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let json = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let mut out = String::new();
+    match format {
+        EncodeFormat::Dotenv => {
+            for (k, v) in pairs {
+                dotenv::write_pair(&mut out, k, v);
+            }
+        }
+        EncodeFormat::Ecs => {
+            let items: Vec<String> = pairs
+                .map(|(k, v)| format!("  {{\"name\": {}, \"value\": {}}}", json(k), json(v)))
+                .collect();
+            out = format!("[\n{}\n]\n", items.join(",\n"));
+            if items.is_empty() {
+                out = "[]\n".into();
+            }
+        }
+        EncodeFormat::Json => {
+            let items: Vec<String> = pairs
+                .map(|(k, v)| format!("  {}: {}", json(k), json(v)))
+                .collect();
+            out = format!("{{\n{}\n}}\n", items.join(",\n"));
+            if items.is_empty() {
+                out = "{}\n".into();
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_limits() {
+        assert!(check_plaintext(&[b'x'; 20 * 1024], Some("CERT")).is_ok());
+        assert!(check_plaintext(&[b'x'; 200 * 1024], Some("CERT")).is_err());
+        assert!(check_plaintext(b"", None).is_err());
+        assert!(check_plaintext(b"a\0", None).is_err());
+    }
+
+    #[test]
+    fn formats() {
+        let pairs = [("A", "kms:AQ=="), ("B", "x y")];
+        assert_eq!(
+            render(EncodeFormat::Dotenv, pairs.into_iter()),
+            "A=kms:AQ==\nB=\"x y\"\n"
+        );
+        let ecs: serde_json::Value =
+            serde_json::from_str(&render(EncodeFormat::Ecs, pairs.into_iter())).unwrap();
+        assert_eq!(ecs[1]["name"], "B");
+        assert_eq!(ecs[1]["value"], "x y");
+        let obj: serde_json::Value =
+            serde_json::from_str(&render(EncodeFormat::Json, pairs.into_iter())).unwrap();
+        assert_eq!(obj["A"], "kms:AQ==");
+        assert_eq!(render(EncodeFormat::Ecs, [].into_iter()), "[]\n");
+    }
+}
