@@ -1,6 +1,7 @@
 //! CI encoding: batch `encrypt --env-file`, encryption context and name binding, values over
 //! KMS's 4 KiB, the 128 KiB limit, and the `check` preflight with its IAM policy.
 
+use crate::common::proxy;
 use crate::common::*;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -392,4 +393,33 @@ fn check_policy_has_context_conditions_for_bound_values() {
         serde_json::json!(["BOUND_ONE"])
     );
     assert_eq!(cond["kms:EncryptionContext:app"], "web");
+}
+
+#[test]
+fn encoding_never_calls_decrypt() {
+    let proxy = proxy::start(moto().port, |_, _| proxy::Fault::Pass);
+    let mut env = aws_env();
+    env.insert("AWS_ENDPOINT_URL".into(), proxy.url.clone().into());
+    let r = encrypt_stdin(&env, &[], b"small");
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    let r = encrypt_stdin(&env, &["--bind-name", "BIG"], &vec![b'z'; 10 * 1024]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.env");
+    std::fs::write(&file, DOTENV).unwrap();
+    let r = run(kms_env(&env)
+        .args(["encrypt", "--key-id", key_id(), "--bind-name", "--env-file"])
+        .arg(&file));
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    let ops = proxy.operations();
+    assert!(ops.contains(&"TrentService.Encrypt".to_owned()), "{ops:?}");
+    assert!(
+        ops.contains(&"TrentService.GenerateDataKey".to_owned()),
+        "{ops:?}"
+    );
+    assert!(
+        ops.iter()
+            .all(|o| o == "TrentService.Encrypt" || o == "TrentService.GenerateDataKey"),
+        "{ops:?}"
+    );
 }

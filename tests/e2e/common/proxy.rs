@@ -1,0 +1,137 @@
+//! A loopback HTTP proxy in front of moto that records every request's operation
+//! (`X-Amz-Target`) and can inject faults: error statuses, added latency, connection resets and
+//! requests that never answer. Each connection is served by its own thread; each request is
+//! forwarded upstream on a fresh connection.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What to do with one request.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Forward it.
+    Pass,
+    /// Answer with this status and JSON error body (`__type`), without forwarding.
+    Error(u16, &'static str),
+    /// Wait, then forward.
+    Delay(Duration),
+    /// Close the connection without answering.
+    Reset,
+    /// Never answer.
+    Hang,
+}
+
+/// The decision for request number `n` (0-based, across all connections) with operation `op`.
+pub type Policy = dyn Fn(usize, &str) -> Fault + Send + Sync;
+
+pub struct Proxy {
+    pub url: String,
+    /// The operation of every request received, in order (e.g. `TrentService.Decrypt`).
+    pub requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proxy {
+    pub fn operations(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// Starts a proxy to `127.0.0.1:upstream`.
+pub fn start(
+    upstream: u16,
+    policy: impl Fn(usize, &str) -> Fault + Send + Sync + 'static,
+) -> Proxy {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    let policy: Arc<Policy> = Arc::new(policy);
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let seen = seen.clone();
+            let policy = policy.clone();
+            std::thread::spawn(move || serve(client, upstream, &seen, &*policy));
+        }
+    });
+    Proxy { url, requests }
+}
+
+/// Reads one HTTP message head and body (Content-Length framing). `None` at EOF.
+fn read_message(reader: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>)> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let len = header(&head, "content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    Some((head, body))
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn serve(client: TcpStream, upstream: u16, seen: &Mutex<Vec<String>>, policy: &Policy) {
+    let mut reader = BufReader::new(client.try_clone().unwrap());
+    let mut client = client;
+    while let Some((head, body)) = read_message(&mut reader) {
+        let op = header(&head, "x-amz-target").unwrap_or("?").to_owned();
+        let n = {
+            let mut seen = seen.lock().unwrap();
+            seen.push(op.clone());
+            seen.len() - 1
+        };
+        match policy(n, &op) {
+            Fault::Pass => {}
+            Fault::Delay(d) => std::thread::sleep(d),
+            Fault::Error(status, kind) => {
+                let body =
+                    format!("{{\"__type\":\"{kind}\",\"message\":\"injected by the test proxy\"}}");
+                let _ = write!(
+                    client,
+                    "HTTP/1.1 {status} Injected\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-ErrorType: {kind}\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                continue;
+            }
+            Fault::Reset => {
+                let _ = client.shutdown(Shutdown::Both);
+                return;
+            }
+            Fault::Hang => {
+                std::thread::sleep(Duration::from_secs(3600));
+                return;
+            }
+        }
+        let Ok(up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+            return;
+        };
+        let mut up_writer = up.try_clone().unwrap();
+        if up_writer.write_all(head.as_bytes()).is_err() || up_writer.write_all(&body).is_err() {
+            return;
+        }
+        let mut up_reader = BufReader::new(up);
+        let Some((rhead, rbody)) = read_message(&mut up_reader) else {
+            return;
+        };
+        if client.write_all(rhead.as_bytes()).is_err() || client.write_all(&rbody).is_err() {
+            return;
+        }
+    }
+}
