@@ -104,6 +104,11 @@ fn data_key_blob(file: &EnvFile, path: &Path) -> Result<Vec<u8>, Error> {
     })
 }
 
+/// The overall deadline, from now (the caller's own deadline bounds the call too).
+fn deadline_of(global: &Global) -> tokio::time::Instant {
+    tokio::time::Instant::now() + global.timeout
+}
+
 /// The region in a KMS key ARN (`arn:aws:kms:<region>:<account>:key/<id>`).
 fn region_of_key_arn(arn: &str) -> Option<&str> {
     let mut parts = arn.split(':');
@@ -126,9 +131,13 @@ pub fn init(global: &Global, args: InitArgs) -> Result<(), Error> {
     let (new, old) = with_kms(global, fallback.as_deref(), async |kms| {
         let new = kms.generate_data_key(&args.key_id, &Context::new()).await?;
         let old = match &old_blob {
-            Some(blob) => Some(kms.decrypt(blob, &Context::new()).await.map_err(|r| {
-                Reason::new(r.class, format!("the current {DATA_KEY_VAR}: {}", r.detail))
-            })?),
+            Some(blob) => Some(
+                kms.decrypt(blob, &Context::new(), deadline_of(global))
+                    .await
+                    .map_err(|r| {
+                        Reason::new(r.class, format!("the current {DATA_KEY_VAR}: {}", r.detail))
+                    })?,
+            ),
             None => None,
         };
         Ok((new, old))
@@ -208,7 +217,7 @@ pub fn add(global: &Global, args: AddArgs) -> Result<(), Error> {
     let blob = data_key_blob(&file, &args.file)?;
     let fallback = file.get(REGION_VAR).map(str::to_owned);
     let key = with_kms(global, fallback.as_deref(), async |kms| {
-        kms.decrypt(&blob, &Context::new())
+        kms.decrypt(&blob, &Context::new(), deadline_of(global))
             .await
             .map_err(|r| Reason::new(r.class, format!("{DATA_KEY_VAR}: {}", r.detail)))
     })?;

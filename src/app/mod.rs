@@ -105,8 +105,12 @@ fn with_kms<T>(
     block_on(async {
         let deadline = tokio::time::Instant::now() + global.timeout;
         let run = async {
-            let config =
-                load_config(global.region.clone(), fallback_region.map(str::to_owned)).await;
+            let config = load_config(
+                global.region.clone(),
+                fallback_region.map(str::to_owned),
+                global.timeout,
+            )
+            .await;
             work(&AwsKms::new(&config)).await
         };
         tokio::time::timeout_at(deadline, run)
@@ -139,7 +143,11 @@ fn lookups(global: &Global, plan: &Plan, fallback_region: Option<&str>) -> Resul
     );
     block_on(async {
         let deadline = tokio::time::Instant::now() + global.timeout;
-        let config = load_config(global.region.clone(), fallback_region.map(str::to_owned));
+        let config = load_config(
+            global.region.clone(),
+            fallback_region.map(str::to_owned),
+            global.timeout,
+        );
         match tokio::time::timeout_at(deadline, config).await {
             Ok(config) => {
                 debug!(region = ?config.region(), "AWS configuration loaded");

@@ -5,6 +5,12 @@
 //! ECS container credentials, IMDS), so `AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL[_KMS|_SSM]`,
 //! `AWS_MAX_ATTEMPTS` and `AWS_RETRY_MODE` work as everywhere else. It is loaded only when a
 //! reference needs it.
+//!
+//! Start-up defaults differ from the SDK's where a container fleet needs it (see
+//! [`tune_for_startup`]): retries keep going until the overall deadline, with a short first
+//! backoff and full jitter, and one attempt may not take more than a third of the deadline, so
+//! a connection that hangs is retried. Every call records what its last attempt saw, so a
+//! deadline that passes while AWS is throttling is reported as throttling.
 
 use super::{Kms, Parameter, Ssm};
 use crate::error::{Class, Reason};
@@ -14,13 +20,167 @@ use crate::secret::Secret;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_kms::config::http::HttpResponse;
+use aws_sdk_kms::config::interceptors::FinalizerInterceptorContextRef;
+use aws_sdk_kms::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Retries when neither `AWS_MAX_ATTEMPTS` nor the profile chose: the deadline is the bound.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 20;
+/// First backoff (full jitter, doubling up to [`MAX_BACKOFF`]).
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest single backoff.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Adjusts the SDK configuration for a start-up under `deadline_len`: more attempts (unless
+/// configured), a short first backoff, and an attempt timeout of a third of the deadline
+/// (between 1 and 10 seconds).
+pub fn tune_for_startup(config: SdkConfig, deadline_len: Duration) -> SdkConfig {
+    let mut retry = config
+        .retry_config()
+        .cloned()
+        .unwrap_or_else(RetryConfig::standard);
+    let attempts_configured = std::env::var_os("AWS_MAX_ATTEMPTS").is_some()
+        || retry.max_attempts() != RetryConfig::standard().max_attempts();
+    if !attempts_configured {
+        retry = retry.with_max_attempts(DEFAULT_MAX_ATTEMPTS);
+    }
+    retry = retry
+        .with_initial_backoff(INITIAL_BACKOFF)
+        .with_max_backoff(MAX_BACKOFF);
+    let attempt = (deadline_len / 3).clamp(Duration::from_secs(1), Duration::from_secs(10));
+    let configured = config.timeout_config().cloned();
+    let mut timeouts = configured
+        .as_ref()
+        .map_or_else(TimeoutConfig::builder, TimeoutConfig::to_builder);
+    if configured
+        .as_ref()
+        .and_then(TimeoutConfig::operation_attempt_timeout)
+        .is_none()
+    {
+        timeouts = timeouts.operation_attempt_timeout(attempt);
+    }
+    config
+        .into_builder()
+        .retry_config(retry)
+        .timeout_config(timeouts.build())
+        .build()
+}
+
+/// What the attempts of one call saw.
+#[derive(Debug, Clone, Default)]
+struct AttemptLog {
+    count: u32,
+    last_error: Option<(Class, String)>,
+}
+
+/// Shared with the interceptor of one call.
+#[derive(Debug, Clone, Default)]
+struct Attempts(Arc<Mutex<AttemptLog>>);
+
+impl Attempts {
+    /// The reason to give when the deadline passes.
+    fn deadline_reason(&self) -> Reason {
+        let log = self.0.lock().map(|g| g.clone()).unwrap_or_default();
+        match (log.count, log.last_error) {
+            (0, _) | (_, None) => Reason::new(Class::TimedOut, "no answer before the deadline"),
+            (n, Some((class, last))) => Reason::new(
+                if class == Class::Throttled {
+                    Class::Throttled
+                } else {
+                    Class::TimedOut
+                },
+                format!("no answer before the deadline after {n} attempts; the last: {last}"),
+            ),
+        }
+    }
+}
+
+impl Intercept for Attempts {
+    fn name(&self) -> &'static str {
+        "kms-env-attempts"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let seen = match context.response() {
+            Some(r) if r.status().is_success() => None,
+            Some(r) => {
+                let status = r.status().as_u16();
+                let code = error_code(r);
+                let class = class_of_code(code.as_deref().unwrap_or(""), status);
+                let class = if status == 429 {
+                    Class::Throttled
+                } else {
+                    class
+                };
+                Some((
+                    class,
+                    format!("{} (HTTP {status})", code.as_deref().unwrap_or("error")),
+                ))
+            }
+            None => Some((
+                Class::Unreachable,
+                "no response (connection failed or timed out)".to_owned(),
+            )),
+        };
+        if let Ok(mut log) = self.0.lock() {
+            log.count += 1;
+            if seen.is_some() {
+                log.last_error = seen;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The AWS error code of a response: the `x-amzn-ErrorType` header or the JSON `__type`.
+fn error_code(r: &HttpResponse) -> Option<String> {
+    let raw = r
+        .headers()
+        .get("x-amzn-ErrorType")
+        .map(str::to_owned)
+        .or_else(|| {
+            let body: serde_json::Value = serde_json::from_slice(r.body().bytes()?).ok()?;
+            body.get("__type")?.as_str().map(str::to_owned)
+        })?;
+    // `com.amazonaws.kms#ThrottlingException` or `ThrottlingException:http://…`
+    let raw = raw.split(':').next().unwrap_or(&raw);
+    Some(raw.rsplit('#').next().unwrap_or(raw).to_owned())
+}
+
+/// Runs one SDK call under `deadline`, explaining a timeout with what the attempts saw.
+async fn bounded<T>(
+    deadline: Instant,
+    attempts: &Attempts,
+    call: impl Future<Output = Result<T, Reason>>,
+) -> Result<T, Reason> {
+    tokio::time::timeout_at(deadline, call)
+        .await
+        .unwrap_or_else(|_| Err(attempts.deadline_reason()))
+}
 
 /// Loads the shared AWS configuration: `region` overrides the chain's region, `fallback` (an
-/// env file's `AWS_REGION`) is used when the chain finds none.
-pub async fn load_config(region: Option<String>, fallback: Option<String>) -> SdkConfig {
+/// env file's `AWS_REGION`) is used when the chain finds none; tuned for a start-up that must
+/// finish within `deadline_len`.
+pub async fn load_config(
+    region: Option<String>,
+    fallback: Option<String>,
+    deadline_len: Duration,
+) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(region) = region {
         loader = loader.region(Region::new(region));
@@ -30,7 +190,7 @@ pub async fn load_config(region: Option<String>, fallback: Option<String>) -> Sd
                 .or_else(Region::new(fallback)),
         );
     }
-    loader.load().await
+    tune_for_startup(loader.load().await, deadline_len)
 }
 
 /// What `GenerateDataKey` returns.
@@ -112,15 +272,22 @@ impl AwsKms {
 }
 
 impl Kms for AwsKms {
-    async fn decrypt(&self, blob: &[u8], context: &Context) -> Result<Resolved, Reason> {
-        let out = self
+    async fn decrypt(
+        &self,
+        blob: &[u8],
+        context: &Context,
+        deadline: Instant,
+    ) -> Result<Resolved, Reason> {
+        let attempts = Attempts::default();
+        let call = self
             .client()?
             .decrypt()
             .ciphertext_blob(Blob::new(blob))
             .set_encryption_context(aws_context(context))
-            .send()
-            .await
-            .map_err(classify)?;
+            .customize()
+            .interceptor(attempts.clone())
+            .send();
+        let out = bounded(deadline, &attempts, async { call.await.map_err(classify) }).await?;
         let secret = out
             .plaintext
             .map(|p| Secret::new(p.into_inner()))
@@ -173,15 +340,18 @@ impl Ssm for AwsSsm {
         &self,
         region: Option<&str>,
         names: &[String],
+        deadline: Instant,
     ) -> Result<Vec<Parameter>, Reason> {
-        let out = self
+        let attempts = Attempts::default();
+        let call = self
             .client(region)?
             .get_parameters()
             .set_names(Some(names.to_vec()))
             .with_decryption(true)
-            .send()
-            .await
-            .map_err(classify)?;
+            .customize()
+            .interceptor(attempts.clone())
+            .send();
+        let out = bounded(deadline, &attempts, async { call.await.map_err(classify) }).await?;
         Ok(out
             .parameters
             .unwrap_or_default()

@@ -23,6 +23,7 @@ pub trait Kms {
         &self,
         blob: &[u8],
         context: &Context,
+        deadline: Instant,
     ) -> impl Future<Output = Result<Resolved, Reason>>;
 }
 
@@ -47,6 +48,7 @@ pub trait Ssm {
         &self,
         region: Option<&str>,
         names: &[String],
+        deadline: Instant,
     ) -> impl Future<Output = Result<Vec<Parameter>, Reason>>;
 }
 
@@ -55,12 +57,18 @@ pub async fn resolve(plan: &Plan, kms: &impl Kms, ssm: &impl Ssm, deadline: Inst
     let decrypts = join_all(
         plan.kms
             .iter()
-            .map(|job| bounded(deadline, kms.decrypt(&job.blob, &job.context))),
+            .map(|job| bounded(deadline, kms.decrypt(&job.blob, &job.context, deadline))),
     );
     let fetches = join_all(plan.batches.iter().map(|batch| {
         let names: Vec<String> = batch.refs.iter().map(|&i| plan.ssm[i].request()).collect();
         let region = batch.region.clone();
-        async move { bounded(deadline, ssm.get_parameters(region.as_deref(), &names)).await }
+        async move {
+            bounded(
+                deadline,
+                ssm.get_parameters(region.as_deref(), &names, deadline),
+            )
+            .await
+        }
     }));
     let (kms_results, batch_results) = futures_util::future::join(decrypts, fetches).await;
 
@@ -140,7 +148,7 @@ mod tests {
     }
 
     impl Kms for FakeKms {
-        async fn decrypt(&self, blob: &[u8], _: &Context) -> Result<Resolved, Reason> {
+        async fn decrypt(&self, blob: &[u8], _: &Context, _: Instant) -> Result<Resolved, Reason> {
             *self.calls.borrow_mut() += 1;
             if blob == [0xff] {
                 std::future::pending::<()>().await;
@@ -168,6 +176,7 @@ mod tests {
             &self,
             region: Option<&str>,
             names: &[String],
+            _: Instant,
         ) -> Result<Vec<Parameter>, Reason> {
             self.batches
                 .borrow_mut()
