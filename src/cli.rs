@@ -36,6 +36,18 @@ pub struct Global {
     )]
     pub timeout: Duration,
 
+    /// Wait a random time up to DURATION before the first AWS call, so a fleet that starts at
+    /// once spreads its requests (not counted in --timeout). Default 0.
+    #[arg(
+        long,
+        global = true,
+        env = "KMS_ENV_START_JITTER",
+        default_value = "0",
+        value_parser = parse_jitter,
+        value_name = "DURATION"
+    )]
+    pub start_jitter: Duration,
+
     /// More diagnostics on stderr (-v info, -vv debug, -vvv also the AWS SDK's debug log). Never values.
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
@@ -276,6 +288,14 @@ pub fn parse_context_pair(s: &str) -> Result<(String, String), String> {
     Ok((k.to_owned(), v.to_owned()))
 }
 
+/// Parses a start jitter: like a timeout, but 0 (off) is allowed.
+pub fn parse_jitter(s: &str) -> Result<Duration, String> {
+    if s.trim().parse::<f64>() == Ok(0.0) {
+        return Ok(Duration::ZERO);
+    }
+    parse_timeout(s)
+}
+
 /// Parses `30`, `2.5` (seconds) or a humantime duration such as `500ms`, `1m`.
 pub fn parse_timeout(s: &str) -> Result<Duration, String> {
     let d = match s.trim().parse::<f64>() {
@@ -311,6 +331,8 @@ mod tests {
         assert!(parse_timeout("-1").is_err());
         assert!(parse_timeout("soon").is_err());
         assert!(parse_timeout("0s").is_err());
+        assert_eq!(parse_jitter("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_jitter("10s"), Ok(Duration::from_secs(10)));
     }
 
     #[test]

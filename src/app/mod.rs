@@ -135,6 +135,11 @@ fn lookups(global: &Global, plan: &Plan, fallback_region: Option<&str>) -> Resul
         debug!("no references to resolve; AWS configuration not loaded");
         return Ok(Outcomes::default());
     }
+    if !global.start_jitter.is_zero() {
+        let pause = global.start_jitter.mul_f64(crate::resolve::aws::jitter());
+        debug!("start jitter: waiting {} ms", pause.as_millis());
+        std::thread::sleep(pause);
+    }
     info!(
         "resolving {} KMS ciphertexts and {} SSM parameters in {} GetParameters calls",
         plan.kms.len(),

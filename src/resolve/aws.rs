@@ -7,10 +7,12 @@
 //! reference needs it.
 //!
 //! Start-up defaults differ from the SDK's where a container fleet needs it (see
-//! [`tune_for_startup`]): retries keep going until the overall deadline, with a short first
-//! backoff and full jitter, and one attempt may not take more than a third of the deadline, so
-//! a connection that hangs is retried. Every call records what its last attempt saw, so a
-//! deadline that passes while AWS is throttling is reported as throttling.
+//! [`tune_for_startup`]): five attempts per call with a short first backoff and full jitter, and
+//! one attempt may not take more than a third of the deadline, so a connection that hangs is
+//! retried. A call that is still throttled after its attempts starts over after a jittered
+//! pause, until the overall deadline: a fleet that starts at once spreads itself out instead of
+//! failing, while an unreachable endpoint still fails within seconds. Every call records what
+//! its attempts saw, so a deadline that passes while AWS is throttling is reported as such.
 
 use super::{Kms, Parameter, Ssm};
 use crate::error::{Class, Reason};
@@ -34,8 +36,8 @@ use tokio::time::Instant;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Retries when neither `AWS_MAX_ATTEMPTS` nor the profile chose: the deadline is the bound.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 20;
+/// Attempts per call when neither `AWS_MAX_ATTEMPTS` nor the profile chose.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 /// First backoff (full jitter, doubling up to [`MAX_BACKOFF`]).
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest single backoff.
@@ -93,12 +95,14 @@ impl Attempts {
         let log = self.0.lock().map(|g| g.clone()).unwrap_or_default();
         match (log.count, log.last_error) {
             (0, _) | (_, None) => Reason::new(Class::TimedOut, "no answer before the deadline"),
-            (n, Some((class, last))) => Reason::new(
-                if class == Class::Throttled {
-                    Class::Throttled
-                } else {
-                    Class::TimedOut
-                },
+            (n, Some((Class::Throttled, last))) => Reason::new(
+                Class::Throttled,
+                format!(
+                    "still throttled when the deadline passed, after {n} attempts; the last: {last}"
+                ),
+            ),
+            (n, Some((_, last))) => Reason::new(
+                Class::TimedOut,
                 format!("no answer before the deadline after {n} attempts; the last: {last}"),
             ),
         }
@@ -162,15 +166,40 @@ fn error_code(r: &HttpResponse) -> Option<String> {
     Some(raw.rsplit('#').next().unwrap_or(raw).to_owned())
 }
 
-/// Runs one SDK call under `deadline`, explaining a timeout with what the attempts saw.
-async fn bounded<T>(
+/// A random fraction in `[0, 1)` for jitter.
+pub fn jitter() -> f64 {
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    f64::from(u32::from_le_bytes(b)) / (f64::from(u32::MAX) + 1.0)
+}
+
+/// Runs one SDK call under `deadline`, explaining a timeout with what the attempts saw. A call
+/// that ends throttled, or with its attempts timing out (a slow, overloaded service), is made
+/// again after a jittered pause (growing up to twice [`MAX_BACKOFF`]) for as long as the deadline
+/// allows. Other failures (refused connections, 5xx after retries, denials) end it at once.
+async fn bounded<T, F: Future<Output = Result<T, Reason>>>(
     deadline: Instant,
     attempts: &Attempts,
-    call: impl Future<Output = Result<T, Reason>>,
+    mut call: impl FnMut() -> F,
 ) -> Result<T, Reason> {
-    tokio::time::timeout_at(deadline, call)
-        .await
-        .unwrap_or_else(|_| Err(attempts.deadline_reason()))
+    let mut round: u32 = 0;
+    loop {
+        let result = tokio::time::timeout_at(deadline, call())
+            .await
+            .unwrap_or_else(|_| Err(attempts.deadline_reason()));
+        match result {
+            Err(reason) if matches!(reason.class, Class::Throttled | Class::TimedOut) => {
+                let cap = (MAX_BACKOFF * 2).min(INITIAL_BACKOFF * 2u32.saturating_pow(round + 3));
+                let pause = cap.mul_f64(jitter());
+                if Instant::now() + pause >= deadline {
+                    return Err(attempts.deadline_reason());
+                }
+                tokio::time::sleep(pause).await;
+                round += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Loads the shared AWS configuration: `region` overrides the chain's region, `fallback` (an
@@ -279,15 +308,18 @@ impl Kms for AwsKms {
         deadline: Instant,
     ) -> Result<Resolved, Reason> {
         let attempts = Attempts::default();
-        let call = self
-            .client()?
-            .decrypt()
-            .ciphertext_blob(Blob::new(blob))
-            .set_encryption_context(aws_context(context))
-            .customize()
-            .interceptor(attempts.clone())
-            .send();
-        let out = bounded(deadline, &attempts, async { call.await.map_err(classify) }).await?;
+        let client = self.client()?;
+        let out = bounded(deadline, &attempts, || {
+            let call = client
+                .decrypt()
+                .ciphertext_blob(Blob::new(blob))
+                .set_encryption_context(aws_context(context))
+                .customize()
+                .interceptor(attempts.clone())
+                .send();
+            async { call.await.map_err(classify) }
+        })
+        .await?;
         let secret = out
             .plaintext
             .map(|p| Secret::new(p.into_inner()))
@@ -343,15 +375,18 @@ impl Ssm for AwsSsm {
         deadline: Instant,
     ) -> Result<Vec<Parameter>, Reason> {
         let attempts = Attempts::default();
-        let call = self
-            .client(region)?
-            .get_parameters()
-            .set_names(Some(names.to_vec()))
-            .with_decryption(true)
-            .customize()
-            .interceptor(attempts.clone())
-            .send();
-        let out = bounded(deadline, &attempts, async { call.await.map_err(classify) }).await?;
+        let client = self.client(region)?;
+        let out = bounded(deadline, &attempts, || {
+            let call = client
+                .get_parameters()
+                .set_names(Some(names.to_vec()))
+                .with_decryption(true)
+                .customize()
+                .interceptor(attempts.clone())
+                .send();
+            async { call.await.map_err(classify) }
+        })
+        .await?;
         Ok(out
             .parameters
             .unwrap_or_default()

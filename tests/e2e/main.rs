@@ -6,6 +6,7 @@ mod compat;
 mod encoding;
 mod exec;
 mod failures;
+mod faults;
 mod interop;
 mod network;
 mod values;
