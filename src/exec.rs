@@ -3,6 +3,8 @@
 //! The command is looked up in `PATH` exactly as `execvp` does (glibc's `execvpe`, through
 //! `nix`), so the application keeps our PID, our stdin/stdout/stderr and receives its signals
 //! directly. Only a failed exec returns; its errno becomes 127 (not found) or 126 (cannot run).
+//! Before `execve`, the sizes are checked against the kernel's limits (128 KiB per string,
+//! `ARG_MAX` in all), so an environment grown by resolution gets a clear error, not `E2BIG`.
 
 use crate::error::{EX_CANNOT_EXEC, EX_NOT_FOUND, Error};
 use crate::plan::Value;
@@ -10,6 +12,13 @@ use nix::errno::Errno;
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use zeroize::Zeroize;
+
+/// Zeroizes the plaintexts of an environment that was not used.
+fn scrub(env: Vec<CString>) {
+    for entry in env {
+        entry.into_bytes_with_nul().zeroize();
+    }
+}
 
 /// Builds `NAME=VALUE` strings for `execve`. Neither part can hold NUL: names and plain values
 /// come from the OS environment and secrets with NUL were refused while planning.
@@ -29,6 +38,57 @@ fn environment(vars: Vec<(OsString, Value)>) -> Vec<CString> {
         .collect()
 }
 
+/// Linux's limit for one argument or environment string, NUL included (MAX_ARG_STRLEN).
+pub const MAX_ARG_STRLEN: usize = 32 * 4096;
+
+/// Checks argv and the environment against the kernel's limits: each string (with its NUL)
+/// at most [`MAX_ARG_STRLEN`], all strings and their pointers at most `arg_max`.
+fn check_sizes(argv: &[CString], env: &[CString], arg_max: usize) -> Result<(), String> {
+    let pointer = std::mem::size_of::<usize>();
+    for e in env {
+        let len = e.as_bytes_with_nul().len();
+        if len > MAX_ARG_STRLEN {
+            let bytes = e.as_bytes();
+            let name = bytes.split(|&b| b == b'=').next().unwrap_or_default();
+            return Err(format!(
+                "{} is {len} bytes as NAME=VALUE; Linux allows {MAX_ARG_STRLEN} per environment string",
+                String::from_utf8_lossy(name)
+            ));
+        }
+    }
+    if let Some(a) = argv
+        .iter()
+        .find(|a| a.as_bytes_with_nul().len() > MAX_ARG_STRLEN)
+    {
+        return Err(format!(
+            "an argument is {} bytes; Linux allows {MAX_ARG_STRLEN} per argument",
+            a.as_bytes_with_nul().len()
+        ));
+    }
+    let total: usize = argv
+        .iter()
+        .chain(env)
+        .map(|s| s.as_bytes_with_nul().len() + pointer)
+        .sum::<usize>()
+        + 2 * pointer;
+    if total > arg_max {
+        return Err(format!(
+            "the arguments and the resolved environment total {total} bytes, over the kernel's \
+             limit of {arg_max} (ARG_MAX, a quarter of the stack limit `ulimit -s`)"
+        ));
+    }
+    Ok(())
+}
+
+/// The kernel's limit for argv and environment together.
+fn arg_max() -> usize {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::ARG_MAX)
+        .ok()
+        .flatten()
+        .and_then(|v| usize::try_from(v).ok())
+        .unwrap_or(MAX_ARG_STRLEN)
+}
+
 /// Replaces the process with `command` and the environment `vars`. Returns only on failure.
 pub fn exec(command: &[OsString], vars: Vec<(OsString, Value)>) -> Error {
     let shown = command
@@ -46,14 +106,19 @@ pub fn exec(command: &[OsString], vars: Vec<(OsString, Value)>) -> Error {
         return Error::Usage("no command given".into());
     };
     let env = environment(vars);
+    if let Err(reason) = check_sizes(&argv, &env, arg_max()) {
+        scrub(env);
+        return Error::Exec {
+            command: shown,
+            reason,
+            code: EX_CANNOT_EXEC,
+        };
+    }
     let errno = match nix::unistd::execvpe(program, &argv, &env) {
         Err(e) => e,
         Ok(never) => match never {},
     };
-    // Scrub the plaintexts before reporting.
-    for entry in env {
-        entry.into_bytes_with_nul().zeroize();
-    }
+    scrub(env);
     let (reason, code) = match errno {
         Errno::ENOENT => ("command not found".to_owned(), EX_NOT_FOUND),
         Errno::E2BIG => (
@@ -66,5 +131,37 @@ pub fn exec(command: &[OsString], vars: Vec<(OsString, Value)>) -> Error {
         command: shown,
         reason,
         code,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(s: &str) -> CString {
+        CString::new(s).unwrap()
+    }
+
+    #[test]
+    fn sizes_within_limits_pass() {
+        assert!(check_sizes(&[c("app")], &[c("A=1")], 2 * 1024 * 1024).is_ok());
+    }
+
+    #[test]
+    fn a_string_over_128_kib_is_named() {
+        let big = c(&format!("DB_CERT={}", "x".repeat(MAX_ARG_STRLEN)));
+        let e = check_sizes(&[c("app")], &[c("A=1"), big], usize::MAX).unwrap_err();
+        assert!(e.starts_with("DB_CERT is "), "{e}");
+        assert!(!e.contains("xxxx"));
+    }
+
+    #[test]
+    fn the_total_is_checked_against_arg_max() {
+        let env: Vec<CString> = (0..40)
+            .map(|i| c(&format!("V{i}={}", "a".repeat(4000))))
+            .collect();
+        let e = check_sizes(&[c("app")], &env, 131_072).unwrap_err();
+        assert!(e.contains("ARG_MAX"), "{e}");
+        assert!(check_sizes(&[c("app")], &env, 2 * 1024 * 1024).is_ok());
     }
 }

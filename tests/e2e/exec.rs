@@ -179,3 +179,41 @@ fn path_lookup_uses_path() {
     let r = run(kms_env(&env).args(["exec", "my-app"]));
     assert_eq!(r.code, Some(7), "{}", r.stderr());
 }
+
+#[test]
+fn an_environment_grown_past_arg_max_is_a_clear_error_not_e2big() {
+    // 40 short references to 4000-byte parameters: 160 KB once resolved. With `ulimit -s 512`
+    // the kernel allows 128 KiB of arguments and environment.
+    let base = unique("big");
+    let params: Vec<(String, String, &str)> = (0..40)
+        .map(|i| {
+            (
+                format!("{base}/p{i}"),
+                format!("Zq-big-{i}-{}", "a".repeat(3990)),
+                "String",
+            )
+        })
+        .collect();
+    seed(&[], &params);
+    let mut env = aws_env();
+    for (i, (name, _, _)) in params.iter().enumerate() {
+        env.insert(format!("V{i}").into(), format!("ssm:{name}").into());
+    }
+    let dump = Dump::new();
+    let r = run(std::process::Command::new("bash")
+        .args(["-c", "ulimit -s 512 && exec \"$@\"", "bash"])
+        .arg(env!("CARGO_BIN_EXE_kms-env"))
+        .args(["exec", "--"])
+        .args(dump.command(&[]))
+        .env_clear()
+        .envs(&env));
+    assert_eq!(r.code, Some(126), "{}", r.stderr());
+    assert!(!dump.started());
+    assert!(r.stderr().contains("ARG_MAX"), "{}", r.stderr());
+    assert!(!r.stderr().contains("Zq-big"), "{}", r.stderr());
+
+    // The same environment with the default stack limit starts the application.
+    let (r, dump) = exec_dump(&env, &[], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    assert_eq!(dump.var("V7").unwrap(), params[7].1.as_bytes());
+}
