@@ -302,4 +302,26 @@ H=url=https://x/y?a=b
             assert_eq!(kv(&out), vec![p("K", value)], "{out}");
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn parse_never_panics(text in "\\PC{0,400}") {
+                let _ = parse(&text);
+            }
+
+            #[test]
+            fn written_pairs_read_back(pairs in proptest::collection::vec(("[A-Za-z_][A-Za-z0-9_.-]{0,10}", "\\PC{0,40}"), 0..8)) {
+                let mut out = String::new();
+                for (k, v) in &pairs {
+                    write_pair(&mut out, k, v);
+                }
+                let back: Vec<(String, String)> = parse(&out).unwrap().into_iter().map(|p| (p.key, p.value)).collect();
+                prop_assert_eq!(back, pairs);
+            }
+        }
+    }
 }

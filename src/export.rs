@@ -163,4 +163,29 @@ mod tests {
         assert_eq!(parsed["Z"], "a\"b\\c\n\u{1}");
         assert_eq!(text(&Vec::new(), ExportFormat::Json), "{}\n");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Quote, then parse back with an independent POSIX word parser: identical text.
+            #[test]
+            fn shell_quoting_round_trips(value in "[^\\x00]{0,80}") {
+                let v = vars(&[("NAME", value.as_bytes())]);
+                let (out, _) = render(&v, ExportFormat::Shell).unwrap();
+                let line = std::str::from_utf8(out.expose()).unwrap();
+                let words = shell_words::split(line.strip_suffix('\n').unwrap()).unwrap();
+                prop_assert_eq!(words, vec!["export".to_owned(), format!("NAME={value}")]);
+            }
+
+            #[test]
+            fn json_round_trips(value in "[^\\x00]{0,80}") {
+                let v = vars(&[("NAME", value.as_bytes())]);
+                let (out, _) = render(&v, ExportFormat::Json).unwrap();
+                let parsed: serde_json::Value = serde_json::from_slice(out.expose()).unwrap();
+                prop_assert_eq!(parsed["NAME"].as_str().unwrap(), value.as_str());
+            }
+        }
+    }
 }

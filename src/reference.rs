@@ -454,4 +454,55 @@ mod tests {
         // kms: and ssm: do not depend on it.
         assert_eq!(env("kms:AQI=").unwrap(), Some(Reference::Kms(vec![1, 2])));
     }
+
+    mod properties {
+        use super::*;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        use proptest::prelude::*;
+        use std::os::unix::ffi::OsStrExt;
+
+        proptest! {
+            #[test]
+            fn never_panics_and_never_echoes_the_value(bytes in proptest::collection::vec(any::<u8>(), 0..300), data_key in any::<bool>()) {
+                if let Err(reason) = classify(OsStr::from_bytes(&bytes), data_key) {
+                    if bytes.len() > 12 {
+                        let text = String::from_utf8_lossy(&bytes[4..]);
+                        prop_assert!(!reason.detail.contains(text.as_ref()));
+                    }
+                }
+            }
+
+            #[test]
+            fn values_without_a_prefix_are_plain(s in "[^ks][^:]{0,40}") {
+                prop_assert_eq!(classify(OsStr::new(&s), true).unwrap(), None);
+            }
+
+            #[test]
+            fn kms_blobs_round_trip_in_both_alphabets(blob in proptest::collection::vec(any::<u8>(), 1..200)) {
+                for encoded in [STANDARD.encode(&blob), URL_SAFE_NO_PAD.encode(&blob)] {
+                    let value = format!("kms:{encoded}");
+                    prop_assert_eq!(classify(OsStr::new(&value), false).unwrap(), Some(Reference::Kms(blob.clone())));
+                }
+            }
+
+            #[test]
+            fn ssm_names_and_selectors_parse_back(
+                path in proptest::collection::vec("[A-Za-z0-9_.-]{1,12}", 1..5),
+                selector in proptest::option::of("[A-Za-z0-9_.-]{1,10}"),
+                slashes in 0usize..3,
+            ) {
+                let name = format!("/{}", path.join("/"));
+                let reference = format!(
+                    "ssm:{}{name}{}",
+                    "/".repeat(slashes).chars().take(if slashes == 1 { 0 } else { slashes }).collect::<String>(),
+                    selector.as_ref().map(|s| format!(":{s}")).unwrap_or_default()
+                );
+                let Some(Reference::Ssm(r)) = classify(OsStr::new(&reference), false).unwrap() else {
+                    return Err(TestCaseError::fail("not an ssm reference"));
+                };
+                prop_assert_eq!(r.name, name);
+                prop_assert_eq!(r.selector, selector);
+            }
+        }
+    }
 }

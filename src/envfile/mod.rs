@@ -211,4 +211,33 @@ mod tests {
             "KMS_DATA_KEY=NEWKEY\nAWS_REGION=eu-west-1\nA=10\nB=2\nC=3\n"
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn parse_never_panics(text in "\\PC{0,400}") {
+                let _ = EnvFile::parse(&text);
+            }
+
+            #[test]
+            fn render_then_parse_is_the_same_file(text in "([A-Za-z0-9_ ]{0,8}(=[^\n]{0,30})?\n){0,12}") {
+                if let Ok(file) = EnvFile::parse(&text) {
+                    prop_assert_eq!(EnvFile::parse(&file.render()).unwrap(), file);
+                }
+            }
+
+            #[test]
+            fn written_pairs_read_back(pairs in proptest::collection::vec(("[A-Za-z_][A-Za-z0-9_]{0,10}", "[^\n\r]{0,40}"), 0..10)) {
+                let mut file = EnvFile::default();
+                for (k, v) in &pairs {
+                    file.set(k, v.trim().to_owned());
+                }
+                let back = EnvFile::parse(&file.render()).unwrap();
+                prop_assert_eq!(back, file);
+            }
+        }
+    }
 }
