@@ -132,6 +132,16 @@ pub struct ExecArgs {
     /// Keep helper variables (KMS_DATA_KEY, KMS_ENCRYPTED_*) in the application's environment.
     #[arg(long)]
     pub keep_references: bool,
+
+    /// Run COMMAND as a child: forward signals, reap zombies, exit with its status (for images
+    /// without an init; also KMS_ENV_INIT=1). By default kms-env replaces itself with COMMAND.
+    #[arg(
+        long,
+        env = "KMS_ENV_INIT",
+        action = ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub init: bool,
 }
 
 /// `kms-env encrypt`.

@@ -89,8 +89,10 @@ fn arg_max() -> usize {
         .unwrap_or(MAX_ARG_STRLEN)
 }
 
-/// Replaces the process with `command` and the environment `vars`. Returns only on failure.
-pub fn exec(command: &[OsString], vars: Vec<(OsString, Value)>) -> Error {
+/// Runs `command` with the environment `vars`: replaces this process (`execve`), or with
+/// `init` supervises it as a child (see `supervise`). Returns the exit code to leave with,
+/// which without `init` only ever comes back as an error.
+pub fn exec(command: &[OsString], vars: Vec<(OsString, Value)>, init: bool) -> Result<u8, Error> {
     let shown = command
         .first()
         .map(|c| c.to_string_lossy().into_owned())
@@ -100,19 +102,24 @@ pub fn exec(command: &[OsString], vars: Vec<(OsString, Value)>) -> Error {
         .map(|a| CString::new(a.clone().into_vec()))
         .collect();
     let Ok(argv) = argv else {
-        return Error::Usage("an argument contains a NUL byte".into());
+        return Err(Error::Usage("an argument contains a NUL byte".into()));
     };
     let Some(program) = argv.first() else {
-        return Error::Usage("no command given".into());
+        return Err(Error::Usage("no command given".into()));
     };
     let env = environment(vars);
     if let Err(reason) = check_sizes(&argv, &env, arg_max()) {
         scrub(env);
-        return Error::Exec {
+        return Err(Error::Exec {
             command: shown,
             reason,
             code: EX_CANNOT_EXEC,
-        };
+        });
+    }
+    if init {
+        let result = crate::supervise::run(&shown, &argv, &env);
+        scrub(env);
+        return result;
     }
     let errno = match nix::unistd::execvpe(program, &argv, &env) {
         Err(e) => e,
@@ -127,11 +134,11 @@ pub fn exec(command: &[OsString], vars: Vec<(OsString, Value)>) -> Error {
         ),
         other => (other.desc().to_owned(), EX_CANNOT_EXEC),
     };
-    Error::Exec {
+    Err(Error::Exec {
         command: shown,
         reason,
         code,
-    }
+    })
 }
 
 #[cfg(test)]

@@ -16,3 +16,4 @@ pub mod report;
 pub mod resolve;
 pub mod sealed;
 pub mod secret;
+pub mod supervise;

@@ -26,18 +26,19 @@ use tracing::{debug, info, warn};
 /// Runs one command line and returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
     init_logging(&cli.global);
+    let global = &cli.global;
     let result = match cli.command {
-        Command::Exec(args) => exec_command(&cli.global, args),
-        Command::Encrypt(args) => encode::encrypt(&cli.global, args),
-        Command::Decrypt(args) => decrypt(&cli.global, args),
-        Command::Export(args) => export(&cli.global, args),
-        Command::Init(args) => envfile::init(&cli.global, args),
-        Command::Add(args) => envfile::add(&cli.global, args),
-        Command::Show(args) => envfile::show(&cli.global, args),
-        Command::Check(args) => check::check(&cli.global, args),
+        Command::Exec(args) => exec_command(global, args),
+        Command::Encrypt(args) => encode::encrypt(global, args).map(|()| 0),
+        Command::Decrypt(args) => decrypt(global, args).map(|()| 0),
+        Command::Export(args) => export(global, args).map(|()| 0),
+        Command::Init(args) => envfile::init(global, args).map(|()| 0),
+        Command::Add(args) => envfile::add(global, args).map(|()| 0),
+        Command::Show(args) => envfile::show(global, args).map(|()| 0),
+        Command::Check(args) => check::check(global, args).map(|()| 0),
     };
     match result {
-        Ok(()) => 0,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("kms-env: {e}");
             e.exit_code()
@@ -175,11 +176,11 @@ fn resolve_plan(global: &Global, plan: Plan, fallback_region: Option<&str>) -> R
     Ok(vars)
 }
 
-fn exec_command(global: &Global, args: ExecArgs) -> Result<(), Error> {
+fn exec_command(global: &Global, args: ExecArgs) -> Result<u8, Error> {
     let plan = Plan::new(std::env::vars_os(), &options(global, args.keep_references));
     debug!("{} variables hold references", plan.reference_count());
     let vars = resolve_plan(global, plan, None)?;
-    Err(exec::exec(&args.command, vars))
+    exec::exec(&args.command, vars, args.init)
 }
 
 /// The value from the command line, or all of stdin when absent or `-`.

@@ -7,6 +7,7 @@ mod encoding;
 mod exec;
 mod failures;
 mod faults;
+mod init;
 mod interop;
 mod network;
 mod values;

@@ -5,6 +5,7 @@
 //   node original.js add   FILE K=V...
 //   node original.js show  FILE            (prints the decrypted file)
 //   node original.js legacy FILE K=V...     (adds values in the legacy createCipher format)
+//   node original.js decrypt               (prints `export` lines, as `kms-env decrypt` did)
 //
 // Endpoint, region and credentials come from AWS_ENDPOINT_URL, AWS_REGION,
 // AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
@@ -46,6 +47,7 @@ const main = async () => {
     case 'add': return kmsEnv.add(file, rest);
     case 'show': return process.stdout.write(await kmsEnv.show(file));
     case 'legacy': return legacy(file, rest);
+    case 'decrypt': return process.stdout.write(await kmsEnv.decrypt(process.env));
     default: throw new Error(`unknown operation ${op}`);
   }
 };
