@@ -199,7 +199,9 @@ pub fn write_pair(out: &mut String, key: &str, value: &str) {
     out.push('=');
     let bare = !value.is_empty()
         && value.chars().all(|c| {
-            c.is_ascii_alphanumeric() || "_-.,:/+=@%^~[]{}()!?*&<>;|".contains(c) || !c.is_ascii()
+            c.is_ascii_alphanumeric()
+                || "_-.,:/+=@%^~[]{}()!?*&<>;|".contains(c)
+                || (!c.is_ascii() && !c.is_whitespace())
         })
         && !value.starts_with(['\'', '"']);
     if bare {
@@ -295,6 +297,8 @@ H=url=https://x/y?a=b
             "trailing space ",
             "'starts with quote",
             "ünï 🔑",
+            "\u{2000}",
+            "x\u{a0}",
             "kms:AQICAHh+/==",
         ] {
             let mut out = String::new();

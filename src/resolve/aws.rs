@@ -210,15 +210,8 @@ pub async fn load_config(
     fallback: Option<String>,
     deadline_len: Duration,
 ) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(region) = region {
-        loader = loader.region(Region::new(region));
-    } else if let Some(fallback) = fallback {
-        loader = loader.region(
-            aws_config::meta::region::RegionProviderChain::default_provider()
-                .or_else(Region::new(fallback)),
-        );
-    }
+    let loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(super::region::chain(region, fallback));
     tune_for_startup(loader.load().await, deadline_len)
 }
 
@@ -233,7 +226,7 @@ pub struct DataKeyResponse {
 }
 
 fn no_region() -> Reason {
-    Reason::new(Class::Config, "no AWS region is configured")
+    Reason::new(Class::Config, super::region::tried())
 }
 
 /// KMS through the AWS SDK, in the configured region.

@@ -5,6 +5,7 @@
 //! bounded by the same deadline, and maps every answer back to the plan's indices.
 
 pub mod aws;
+pub mod region;
 
 use crate::error::{Class, Reason};
 use crate::plan::{Outcomes, Plan, Resolved};

@@ -10,4 +10,5 @@ mod faults;
 mod init;
 mod interop;
 mod network;
+mod region;
 mod values;

@@ -374,18 +374,35 @@ pub fn bytes(s: &OsStr) -> Vec<u8> {
     s.to_owned().into_vec()
 }
 
-/// A loopback HTTP server serving ECS container credentials; records every request's head.
-pub struct CredentialsServer {
+/// A loopback HTTP server that answers every GET with one JSON body; records every request's
+/// head.
+pub struct JsonServer {
     pub url: String,
     pub requests: Arc<Mutex<Vec<String>>>,
 }
 
-pub fn credentials_server() -> CredentialsServer {
+/// ECS container credentials at `/v2/credentials/task`.
+pub fn credentials_server() -> JsonServer {
+    json_server(
+        "/v2/credentials/task",
+        r#"{"AccessKeyId":"AKIDTASKROLE","SecretAccessKey":"task-role-secret","Token":"task-role-token","Expiration":"2099-01-01T00:00:00Z","RoleArn":"arn:aws:iam::123456789012:role/app-task"}"#.to_owned(),
+    )
+}
+
+/// ECS task metadata v4 at `/v4/task-id` (the URL), answering `/task` with `zone`.
+pub fn task_metadata_server(zone: &str) -> JsonServer {
+    json_server(
+        "/v4/task-id",
+        format!(
+            r#"{{"Cluster":"default","TaskARN":"arn:aws:ecs:x:123456789012:task/default/abc","AvailabilityZone":"{zone}","LaunchType":"FARGATE"}}"#
+        ),
+    )
+}
+
+/// Serves `body` for every request; `url` is the base address plus `path`.
+pub fn json_server(path: &str, body: String) -> JsonServer {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!(
-        "http://{}/v2/credentials/task",
-        listener.local_addr().unwrap()
-    );
+    let url = format!("http://{}{path}", listener.local_addr().unwrap());
     let requests = Arc::new(Mutex::new(Vec::new()));
     let seen = requests.clone();
     std::thread::spawn(move || {
@@ -401,7 +418,6 @@ pub fn credentials_server() -> CredentialsServer {
                 head.push_str(&line);
             }
             seen.lock().unwrap().push(head);
-            let body = r#"{"AccessKeyId":"AKIDTASKROLE","SecretAccessKey":"task-role-secret","Token":"task-role-token","Expiration":"2099-01-01T00:00:00Z","RoleArn":"arn:aws:iam::123456789012:role/app-task"}"#;
             let _ = write!(
                 stream,
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -409,7 +425,7 @@ pub fn credentials_server() -> CredentialsServer {
             );
         }
     });
-    CredentialsServer { url, requests }
+    JsonServer { url, requests }
 }
 
 /// A loopback server that accepts connections and never answers. Returns its URL.
