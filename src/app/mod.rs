@@ -111,7 +111,7 @@ fn with_kms<T>(
                 fallback_region.map(str::to_owned),
                 global.timeout,
             )
-            .await;
+            .await?;
             work(&AwsKms::new(&config)).await
         };
         tokio::time::timeout_at(deadline, run)
@@ -155,7 +155,8 @@ fn lookups(global: &Global, plan: &Plan, fallback_region: Option<&str>) -> Resul
             global.timeout,
         );
         match tokio::time::timeout_at(deadline, config).await {
-            Ok(config) => {
+            Ok(Err(reason)) => plan.fail_all(reason),
+            Ok(Ok(config)) => {
                 debug!(region = ?config.region(), "AWS configuration loaded");
                 resolve(plan, &AwsKms::new(&config), &AwsSsm::new(&config), deadline).await
             }

@@ -209,10 +209,11 @@ pub async fn load_config(
     region: Option<String>,
     fallback: Option<String>,
     deadline_len: Duration,
-) -> SdkConfig {
+) -> Result<SdkConfig, Reason> {
     let loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(super::tls::http_client()?)
         .region(super::region::chain(region, fallback));
-    tune_for_startup(loader.load().await, deadline_len)
+    Ok(tune_for_startup(loader.load().await, deadline_len))
 }
 
 /// What `GenerateDataKey` returns.

@@ -6,6 +6,7 @@
 
 pub mod aws;
 pub mod region;
+pub mod tls;
 
 use crate::error::{Class, Reason};
 use crate::plan::{Outcomes, Plan, Resolved};

@@ -11,4 +11,5 @@ mod init;
 mod interop;
 mod network;
 mod region;
+mod tls;
 mod values;

@@ -60,7 +60,7 @@ pub fn start(
 }
 
 /// Reads one HTTP message head and body (Content-Length framing). `None` at EOF.
-fn read_message(reader: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>)> {
+pub fn read_message(reader: &mut impl BufRead) -> Option<(String, Vec<u8>)> {
     let mut head = String::new();
     loop {
         let mut line = String::new();
