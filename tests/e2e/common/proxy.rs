@@ -3,7 +3,7 @@
 //! requests that never answer. Each connection is served by its own thread; each request is
 //! forwarded upstream on a fresh connection.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
