@@ -17,12 +17,12 @@ pub struct Pair {
     pub value: String,
 }
 
-/// What is wrong with a file, and where.
+/// What is wrong with a file (dotenv or the original kms-env's), and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
     /// 1-based line number.
     pub line: usize,
-    /// What is wrong.
+    /// What is wrong (never the line's content: it may be a secret).
     pub detail: &'static str,
 }
 

@@ -1,11 +1,10 @@
 //! `kms-env check`: resolve every reference of the environment or of a file without printing
 //! any value; print a table (or the minimal IAM policy) and exit with the DESIGN §4 taxonomy.
 
-use super::{lookups, options, read_text, write_stdout};
+use super::{lookups, options, read_dotenv, write_stdout};
 use crate::cli::{CheckArgs, Global};
-use crate::dotenv;
 use crate::envfile::REGION_VAR;
-use crate::error::{Class, Error, Failure, Reason};
+use crate::error::{Error, Failure};
 use crate::plan::Plan;
 use crate::report;
 use std::ffi::OsString;
@@ -14,13 +13,7 @@ use std::ffi::OsString;
 pub fn check(global: &Global, args: CheckArgs) -> Result<(), Error> {
     let (vars, fallback): (Vec<(OsString, OsString)>, Option<String>) = match &args.env_file {
         Some(path) => {
-            let text = read_text(path)?;
-            let pairs = dotenv::parse(&text).map_err(|e| {
-                Error::Value(Reason::new(
-                    Class::Malformed,
-                    format!("{}: {e}", path.display()),
-                ))
-            })?;
+            let pairs = read_dotenv(path)?;
             let region = pairs
                 .iter()
                 .find(|p| p.key == REGION_VAR)

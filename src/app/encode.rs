@@ -4,7 +4,7 @@
 //! values, as an AES-256-GCM envelope); it never decrypts. Values that are already references
 //! are left as they are, so re-running on the output changes nothing.
 
-use super::{read_text, read_value, with_kms, write_stdout};
+use super::{read_dotenv, read_value, with_kms, write_stdout};
 use crate::cli::{EncodeFormat, EncryptArgs, Global};
 use crate::dotenv;
 use crate::error::{Class, Error, Reason};
@@ -157,13 +157,7 @@ fn encrypt_file(global: &Global, args: &EncryptArgs) -> Result<(), Error> {
         .env_file
         .as_deref()
         .unwrap_or(std::path::Path::new("-"));
-    let text = read_text(path)?;
-    let pairs = dotenv::parse(&text).map_err(|e| {
-        Error::Value(Reason::new(
-            Class::Malformed,
-            format!("{}: {e}", path.display()),
-        ))
-    })?;
+    let pairs = read_dotenv(path)?;
     for key in args.only.iter().chain(&args.skip) {
         if !pairs.iter().any(|p| &p.key == key) {
             return Err(Error::Usage(format!(

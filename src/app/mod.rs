@@ -224,6 +224,16 @@ fn read_text(path: &Path) -> Result<String, Error> {
     })
 }
 
+/// Reads and parses a dotenv file.
+fn read_dotenv(path: &Path) -> Result<Vec<crate::dotenv::Pair>, Error> {
+    crate::dotenv::parse(&read_text(path)?).map_err(|e| {
+        Error::Value(Reason::new(
+            Class::Malformed,
+            format!("{}: {e}", path.display()),
+        ))
+    })
+}
+
 fn write_stdout(bytes: &[u8]) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     out.write_all(bytes)

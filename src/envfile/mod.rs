@@ -8,26 +8,11 @@
 
 pub mod crypto;
 
+pub use crate::dotenv::ParseError;
 use crate::plan::DATA_KEY_VAR;
-use std::fmt;
 
 /// The variable holding the data key's region.
 pub const REGION_VAR: &str = "AWS_REGION";
-
-/// A line that is not `KEY=VALUE`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError {
-    /// 1-based line number.
-    pub line: usize,
-    /// What is wrong (never the line's content: it may be a secret).
-    pub detail: &'static str,
-}
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}: {}", self.line, self.detail)
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Line {

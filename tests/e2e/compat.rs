@@ -173,25 +173,11 @@ fn files_written_by_us_are_read_exactly_by_the_original() {
     }
 
     // --stdin: the value never touches argv; exactly what was piped, newline included.
-    let mut child = kms_env(&aws_env())
-        .args(["add", &file, "--stdin", "FROM_STDIN"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"piped secret value")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let r = run_with_stdin(
+        kms_env(&aws_env()).args(["add", &file, "--stdin", "FROM_STDIN"]),
+        b"piped secret value",
     );
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
 
     let shown = original_ok(&["show", &file]).stdout();
     for (k, v) in VALUES {

@@ -5,26 +5,29 @@ use crate::common::proxy;
 use crate::common::*;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::Write;
-use std::process::Stdio;
 
 fn encrypt_stdin(env: &BTreeMap<OsString, OsString>, args: &[&str], stdin: &[u8]) -> Run {
-    let mut child = kms_env(env)
-        .args(["encrypt", "--key-id", key_id()])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code(),
-        stdout: out.stdout,
-        stderr: out.stderr,
-        elapsed: Default::default(),
-    }
+    run_with_stdin(
+        kms_env(env)
+            .args(["encrypt", "--key-id", key_id()])
+            .args(args),
+        stdin,
+    )
+}
+
+/// `encrypt --env-file FILE --format ecs --skip LOG_LEVEL`.
+fn encode_ecs(file: &std::path::Path) -> Run {
+    run(kms_env(&aws_env()).args([
+        "encrypt",
+        "--key-id",
+        key_id(),
+        "--env-file",
+        file.to_str().unwrap(),
+        "--format",
+        "ecs",
+        "--skip",
+        "LOG_LEVEL",
+    ]))
 }
 
 const DOTENV: &str = r#"# application settings
@@ -52,17 +55,7 @@ fn a_dotenv_file_becomes_ecs_json_that_the_shim_resolves_and_rerunning_changes_n
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("app.env");
     std::fs::write(&file, DOTENV).unwrap();
-    let r = run(kms_env(&aws_env()).args([
-        "encrypt",
-        "--key-id",
-        key_id(),
-        "--env-file",
-        file.to_str().unwrap(),
-        "--format",
-        "ecs",
-        "--skip",
-        "LOG_LEVEL",
-    ]));
+    let r = encode_ecs(&file);
     assert_eq!(r.code, Some(0), "{}", r.stderr());
     let secrets: Vec<&[u8]> = plaintexts()[1..]
         .iter()
@@ -134,17 +127,7 @@ fn a_dotenv_file_becomes_ecs_json_that_the_shim_resolves_and_rerunning_changes_n
         ));
     }
     std::fs::write(&file, &again).unwrap();
-    let r3 = run(kms_env(&aws_env()).args([
-        "encrypt",
-        "--key-id",
-        key_id(),
-        "--env-file",
-        file.to_str().unwrap(),
-        "--format",
-        "ecs",
-        "--skip",
-        "LOG_LEVEL",
-    ]));
+    let r3 = encode_ecs(&file);
     assert_eq!(r3.code, Some(0), "{}", r3.stderr());
     assert_eq!(r3.stdout, r.stdout, "idempotent");
 }

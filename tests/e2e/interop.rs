@@ -3,26 +3,14 @@
 use crate::common::*;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use std::io::Write;
-use std::process::Stdio;
 
 fn ours_encrypt(stdin: &[u8], extra: &[&str]) -> Run {
-    let mut child = kms_env(&aws_env())
-        .args(["encrypt", "--key-id", key_id()])
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code(),
-        stdout: out.stdout,
-        stderr: out.stderr,
-        elapsed: Default::default(),
-    }
+    run_with_stdin(
+        kms_env(&aws_env())
+            .args(["encrypt", "--key-id", key_id()])
+            .args(extra),
+        stdin,
+    )
 }
 
 /// Decrypts a `kms:` value with `aws kms decrypt` and returns the plaintext bytes.
@@ -116,15 +104,11 @@ fn decrypt_reads_cli_ciphertexts_in_every_spelling_and_ssm_references() {
     }
 
     // From stdin, with the newline `echo` adds.
-    let mut child = kms_env(&aws_env())
-        .arg("decrypt")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{value}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.stdout, b"decrypt-me\n");
+    let r = run_with_stdin(
+        kms_env(&aws_env()).arg("decrypt"),
+        format!("{value}\n").as_bytes(),
+    );
+    assert_eq!(r.stdout, b"decrypt-me\n");
 
     let p = unique("decrypt");
     put_parameter(&p, "from-parameter-store", "SecureString");

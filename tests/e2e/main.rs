@@ -1,6 +1,7 @@
 //! End-to-end tests: the built `kms-env` binary against a real `moto_server` on loopback, with
 //! ciphertexts and parameters made by the AWS CLI and boto3.
 
+mod chroot;
 mod common;
 mod compat;
 mod encoding;

@@ -2,71 +2,8 @@
 //! here. Without that CA the wrapper refuses the endpoint (69, certificate not trusted); with
 //! `AWS_CA_BUNDLE` or `SSL_CERT_FILE` it works.
 
-use crate::common::proxy::read_message;
+use crate::common::tls::tls_front;
 use crate::common::*;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use std::io::{BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
-
-/// Starts a TLS front for moto. Returns its `https://localhost:PORT` URL and the CA's PEM.
-fn tls_front() -> (String, String) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "kms-env test CA");
-    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![CertificateDer::from(leaf.der().to_vec())],
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
-    )
-    .unwrap();
-    let config = Arc::new(config);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let upstream = moto().port;
-    std::thread::spawn(move || {
-        for tcp in listener.incoming() {
-            let Ok(tcp) = tcp else { continue };
-            let config = config.clone();
-            std::thread::spawn(move || {
-                let conn = rustls::ServerConnection::new(config).unwrap();
-                let mut tls = BufReader::new(rustls::StreamOwned::new(conn, tcp));
-                while let Some((head, body)) = read_message(&mut tls) {
-                    let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
-                        return;
-                    };
-                    if up.write_all(head.as_bytes()).is_err() || up.write_all(&body).is_err() {
-                        return;
-                    }
-                    let Some((rhead, rbody)) = read_message(&mut BufReader::new(up)) else {
-                        return;
-                    };
-                    let out = tls.get_mut();
-                    if out.write_all(rhead.as_bytes()).is_err() || out.write_all(&rbody).is_err() {
-                        return;
-                    }
-                    let _ = out.flush();
-                }
-            });
-        }
-    });
-    (format!("https://localhost:{port}"), ca.pem())
-}
 
 #[test]
 fn a_private_ca_is_refused_until_given_by_aws_ca_bundle_or_ssl_cert_file() {

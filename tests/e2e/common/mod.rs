@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -213,27 +214,14 @@ print(json.dumps(out))
         "plaintexts": plaintexts,
         "parameters": parameters,
     });
-    let mut child = Command::new(venv().join("bin/python"))
-        .args(["-c", script])
-        .env_clear()
-        .envs(aws_env())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(req.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_with_stdin(
+        Command::new(venv().join("bin/python"))
+            .args(["-c", script])
+            .env_clear()
+            .envs(aws_env()),
+        req.to_string().as_bytes(),
     );
+    assert_eq!(out.code, Some(0), "{}", out.stderr());
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -259,6 +247,25 @@ impl Run {
     }
     pub fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// Runs `cmd` with `stdin` piped in, capturing stdout and stderr.
+pub fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Run {
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code(),
+        stdout: out.stdout,
+        stderr: out.stderr,
+        elapsed: started.elapsed(),
     }
 }
 
