@@ -40,7 +40,8 @@ impl EnvFile {
             raw.pop();
         }
         for (i, line) in raw.into_iter().enumerate() {
-            let line = line.strip_suffix('\r').unwrap_or(line);
+            // CRLF files; a blank line of carriage returns is just blank.
+            let line = line.trim_end_matches('\r');
             let trimmed = line.trim();
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 lines.push(Line::Other(line.to_owned()));
@@ -168,6 +169,14 @@ mod tests {
             f.render(),
             "KMS_DATA_KEY=AQID\nAWS_REGION=us-east-1\n\n# db\nDB=secure:00$11\nEMPTY=\nEQ=a=b\n"
         );
+    }
+
+    #[test]
+    fn carriage_returns_render_stably() {
+        // Found by the `envfile` fuzz target.
+        let f = EnvFile::parse("\r\r").unwrap();
+        assert_eq!(EnvFile::parse(&f.render()).unwrap(), f);
+        assert_eq!(EnvFile::parse("A=1\r\r\n").unwrap().get("A"), Some("1"));
     }
 
     #[test]
