@@ -17,7 +17,11 @@ fn static_binary() -> PathBuf {
             "KMS_ENV_STATIC_BIN is not set: run ./scripts/test, which builds the static binary",
         );
     let bytes = std::fs::read(&path).unwrap();
-    assert!(!has_interpreter(&bytes), "{} is dynamically linked", path.display());
+    assert!(
+        !has_interpreter(&bytes),
+        "{} is dynamically linked",
+        path.display()
+    );
     path
 }
 
