@@ -87,6 +87,15 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// One request to moto on a fresh connection; `None` if that failed.
+fn forward(upstream: u16, head: &str, body: &[u8]) -> Option<(String, Vec<u8>)> {
+    let up = TcpStream::connect(("127.0.0.1", upstream)).ok()?;
+    let mut writer = up.try_clone().ok()?;
+    writer.write_all(head.as_bytes()).ok()?;
+    writer.write_all(body).ok()?;
+    read_message(&mut BufReader::new(up))
+}
+
 fn serve(client: TcpStream, upstream: u16, seen: &Mutex<Vec<String>>, policy: &Policy) {
     let mut reader = BufReader::new(client.try_clone().unwrap());
     let mut client = client;
@@ -119,16 +128,19 @@ fn serve(client: TcpStream, upstream: u16, seen: &Mutex<Vec<String>>, policy: &P
                 return;
             }
         }
-        let Ok(up) = TcpStream::connect(("127.0.0.1", upstream)) else {
-            return;
-        };
-        let mut up_writer = up.try_clone().unwrap();
-        if up_writer.write_all(head.as_bytes()).is_err() || up_writer.write_all(&body).is_err() {
-            return;
-        }
-        let mut up_reader = BufReader::new(up);
-        let Some((rhead, rbody)) = read_message(&mut up_reader) else {
-            return;
+        // The proxy stands for the service: its own hiccups under load (a busy moto on a
+        // loaded machine) must not look like faults, so it tries moto a few times.
+        let Some((rhead, rbody)) = (0..20).find_map(|attempt| {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            forward(upstream, &head, &body)
+        }) else {
+            let _ = write!(
+                client,
+                "HTTP/1.1 503 Unavailable\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 0\r\n\r\n"
+            );
+            continue;
         };
         if client.write_all(rhead.as_bytes()).is_err() || client.write_all(&rbody).is_err() {
             return;
