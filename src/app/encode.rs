@@ -208,6 +208,16 @@ fn encrypt_file(global: &Global, args: &EncryptArgs) -> Result<(), Error> {
     write_stdout(out.expose())
 }
 
+/// `open`, one indented item per line, `close`; `[]` / `{}` when empty.
+fn json_block(open: char, close: char, items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.map(|i| format!("  {i}")).collect();
+    if items.is_empty() {
+        format!("{open}{close}\n")
+    } else {
+        format!("{open}\n{}\n{close}\n", items.join(",\n"))
+    }
+}
+
 /// Renders encoded pairs in `format`.
 fn render<'a>(format: EncodeFormat, pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     let json = |s: &str| serde_json::to_string(s).unwrap_or_default();
@@ -219,22 +229,16 @@ fn render<'a>(format: EncodeFormat, pairs: impl Iterator<Item = (&'a str, &'a st
             }
         }
         EncodeFormat::Ecs => {
-            let items: Vec<String> = pairs
-                .map(|(k, v)| format!("  {{\"name\": {}, \"value\": {}}}", json(k), json(v)))
-                .collect();
-            out = format!("[\n{}\n]\n", items.join(",\n"));
-            if items.is_empty() {
-                out = "[]\n".into();
-            }
+            let items =
+                pairs.map(|(k, v)| format!("{{\"name\": {}, \"value\": {}}}", json(k), json(v)));
+            out = json_block('[', ']', items);
         }
         EncodeFormat::Json => {
-            let items: Vec<String> = pairs
-                .map(|(k, v)| format!("  {}: {}", json(k), json(v)))
-                .collect();
-            out = format!("{{\n{}\n}}\n", items.join(",\n"));
-            if items.is_empty() {
-                out = "{}\n".into();
-            }
+            out = json_block(
+                '{',
+                '}',
+                pairs.map(|(k, v)| format!("{}: {}", json(k), json(v))),
+            );
         }
     }
     out

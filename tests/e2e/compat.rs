@@ -80,6 +80,17 @@ fn secrets() -> Vec<&'static [u8]> {
         .collect()
 }
 
+/// An env file made by the original's `init` and `add` with [`VALUES`].
+fn original_file(dir: &tempfile::TempDir) -> String {
+    let file = new_file(dir);
+    original_ok(&["init", &file, key_id()]);
+    let entries = entries();
+    let mut args = vec!["add", file.as_str()];
+    args.extend(entries.iter().map(String::as_str));
+    original_ok(&args);
+    file
+}
+
 fn new_file(dir: &tempfile::TempDir) -> String {
     dir.path().join("app.env").to_str().unwrap().to_owned()
 }
@@ -87,12 +98,7 @@ fn new_file(dir: &tempfile::TempDir) -> String {
 #[test]
 fn files_written_by_the_original_are_read_exactly_by_exec_decrypt_and_show() {
     let dir = tempfile::tempdir().unwrap();
-    let file = new_file(&dir);
-    original_ok(&["init", &file, key_id()]);
-    let mut args = vec!["add", file.as_str()];
-    let entries = entries();
-    args.extend(entries.iter().map(String::as_str));
-    original_ok(&args);
+    let file = original_file(&dir);
     std::fs::write(
         &file,
         std::fs::read_to_string(&file).unwrap() + "\nPLAIN_SETTING=info",
@@ -245,12 +251,7 @@ fn legacy_create_cipher_values_decrypt() {
 #[test]
 fn init_on_a_file_with_values_rotates_the_data_key() {
     let dir = tempfile::tempdir().unwrap();
-    let file = new_file(&dir);
-    original_ok(&["init", &file, key_id()]);
-    let mut args = vec!["add", file.as_str()];
-    let entries = entries();
-    args.extend(entries.iter().map(String::as_str));
-    original_ok(&args);
+    let file = original_file(&dir);
     original_ok(&["legacy", &file, "OLD=legacy value"]);
     let before = file_env(Path::new(&file));
 
