@@ -91,6 +91,13 @@ impl fmt::Display for SsmRef {
     }
 }
 
+/// Whether a value starts with one of the reference prefixes (`kms:`, `ssm:`, `secure:`).
+pub fn has_reference_prefix(value: &[u8]) -> bool {
+    [KMS_PREFIX, SSM_PREFIX, SECURE_PREFIX]
+        .iter()
+        .any(|p| value.starts_with(p.as_bytes()))
+}
+
 /// Classifies one value. `Ok(None)` means a plain value that passes through. `data_key` says
 /// whether the environment holds a `KMS_DATA_KEY`, which decides what `secure:` means.
 pub fn classify(value: &OsStr, data_key: bool) -> Result<Option<Reference>, Reason> {

@@ -8,7 +8,7 @@ use super::{read_dotenv, read_value, with_kms, write_stdout};
 use crate::cli::{EncodeFormat, EncryptArgs, Global};
 use crate::dotenv;
 use crate::error::{Class, Error, Reason};
-use crate::reference::{KMS_PREFIX, SECURE_PREFIX, SSM_PREFIX};
+use crate::reference::{KMS_PREFIX, has_reference_prefix};
 use crate::resolve::aws::AwsKms;
 use crate::sealed::{self, Context, KMS_MAX_PLAINTEXT, Sealed, V1_TAG, context_for};
 use crate::secret::Secret;
@@ -128,7 +128,7 @@ pub fn encrypt(global: &Global, args: EncryptArgs) -> Result<(), Error> {
     }
     check_plaintext(plaintext.expose(), bound).map_err(Error::Value)?;
     let context = global.context();
-    let value = with_kms(global, None, async |kms| {
+    let value = with_kms(global, None, async |kms, _| {
         seal_value(kms, &args.key_id, &plaintext, &context, bound).await
     })?;
     check_fits(bound, &value).map_err(Error::Value)?;
@@ -142,13 +142,6 @@ fn check_fits(name: Option<&str>, value: &str) -> Result<(), Reason> {
         ));
     }
     Ok(())
-}
-
-/// Whether a value is already encrypted or a reference (left alone).
-fn is_reference(value: &str) -> bool {
-    [KMS_PREFIX, SSM_PREFIX, SECURE_PREFIX]
-        .iter()
-        .any(|p| value.starts_with(p))
 }
 
 /// `kms-env encrypt --env-file FILE`.
@@ -173,7 +166,7 @@ fn encrypt_file(global: &Global, args: &EncryptArgs) -> Result<(), Error> {
         ));
     }
     let selected = |key: &str, value: &str| {
-        !is_reference(value)
+        !has_reference_prefix(value.as_bytes())
             && (args.only.is_empty() || args.only.iter().any(|k| k == key))
             && !args.skip.iter().any(|k| k == key)
     };
@@ -183,7 +176,7 @@ fn encrypt_file(global: &Global, args: &EncryptArgs) -> Result<(), Error> {
         }
     }
     let context = global.context();
-    let values: Vec<String> = with_kms(global, None, async |kms| {
+    let values: Vec<String> = with_kms(global, None, async |kms, _| {
         try_join_all(pairs.iter().map(|p| {
             let context = &context;
             async move {

@@ -5,7 +5,7 @@
 //! renaming a complete, synced temporary file next to it: a failure or a kill never leaves a
 //! truncated or half-encrypted file.
 
-use super::{read_value, resolve_plan, with_kms, write_stdout};
+use super::{read_text, read_value, resolve_plan, with_kms, write_stdout};
 use crate::cli::{AddArgs, Global, InitArgs, ShowArgs};
 use crate::envfile::{EnvFile, REGION_VAR, crypto, valid_key};
 use crate::error::{Class, Error, Reason};
@@ -33,23 +33,13 @@ fn data_error(class: Class, detail: String) -> Error {
 
 /// Reads and parses `path`; a missing file is empty when `missing_ok`.
 fn read_file(path: &Path, missing_ok: bool) -> Result<EnvFile, Error> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if missing_ok && e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(data_error(
-                Class::NotFound,
-                format!("{} does not exist", path.display()),
-            ));
-        }
-        Err(e) => return Err(io_error(format!("cannot read {}", path.display()))(e)),
+    let missing = matches!(std::fs::symlink_metadata(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+    let text = if missing_ok && missing {
+        String::new()
+    } else {
+        read_text(path)?
     };
-    let text = String::from_utf8(bytes).map_err(|_| {
-        data_error(
-            Class::Malformed,
-            format!("{} is not UTF-8 text", path.display()),
-        )
-    })?;
     EnvFile::parse(&text)
         .map_err(|e| data_error(Class::Malformed, format!("{}: {e}", path.display())))
 }
@@ -104,11 +94,6 @@ fn data_key_blob(file: &EnvFile, path: &Path) -> Result<Vec<u8>, Error> {
     })
 }
 
-/// The overall deadline, from now (the caller's own deadline bounds the call too).
-fn deadline_of(global: &Global) -> tokio::time::Instant {
-    tokio::time::Instant::now() + global.timeout
-}
-
 /// The region in a KMS key ARN (`arn:aws:kms:<region>:<account>:key/<id>`).
 fn region_of_key_arn(arn: &str) -> Option<&str> {
     let mut parts = arn.split(':');
@@ -128,16 +113,12 @@ pub fn init(global: &Global, args: InitArgs) -> Result<(), Error> {
         None
     };
     let fallback = file.get(REGION_VAR).map(str::to_owned);
-    let (new, old) = with_kms(global, fallback.as_deref(), async |kms| {
+    let (new, old) = with_kms(global, fallback.as_deref(), async |kms, deadline| {
         let new = kms.generate_data_key(&args.key_id, &Context::new()).await?;
         let old = match &old_blob {
-            Some(blob) => Some(
-                kms.decrypt(blob, &Context::new(), deadline_of(global))
-                    .await
-                    .map_err(|r| {
-                        Reason::new(r.class, format!("the current {DATA_KEY_VAR}: {}", r.detail))
-                    })?,
-            ),
+            Some(blob) => Some(kms.decrypt(blob, &Context::new(), deadline).await.map_err(
+                |r| Reason::new(r.class, format!("the current {DATA_KEY_VAR}: {}", r.detail)),
+            )?),
             None => None,
         };
         Ok((new, old))
@@ -216,8 +197,8 @@ pub fn add(global: &Global, args: AddArgs) -> Result<(), Error> {
     let mut file = read_file(&args.file, false)?;
     let blob = data_key_blob(&file, &args.file)?;
     let fallback = file.get(REGION_VAR).map(str::to_owned);
-    let key = with_kms(global, fallback.as_deref(), async |kms| {
-        kms.decrypt(&blob, &Context::new(), deadline_of(global))
+    let key = with_kms(global, fallback.as_deref(), async |kms, deadline| {
+        kms.decrypt(&blob, &Context::new(), deadline)
             .await
             .map_err(|r| Reason::new(r.class, format!("{DATA_KEY_VAR}: {}", r.detail)))
     })?;

@@ -13,7 +13,7 @@ use crate::cli::{Cli, Command, DecryptArgs, ExecArgs, ExportArgs, Global, LogLev
 use crate::error::{Class, Error, Reason};
 use crate::exec;
 use crate::plan::{DATA_KEY_VAR, Options, Outcomes, Plan, Value, Vars};
-use crate::reference::{KMS_PREFIX, SECURE_PREFIX, SSM_PREFIX};
+use crate::reference::{KMS_PREFIX, has_reference_prefix};
 use crate::resolve::aws::{AwsKms, AwsSsm, load_config};
 use crate::resolve::resolve;
 use std::ffi::OsString;
@@ -97,11 +97,12 @@ fn timed_out() -> Reason {
     Reason::new(Class::TimedOut, "no answer before the deadline")
 }
 
-/// Runs `work` with a KMS client under the deadline; `fallback_region` is an env file's region.
+/// Runs `work` with a KMS client under the deadline (which `work` is given too);
+/// `fallback_region` is an env file's region.
 fn with_kms<T>(
     global: &Global,
     fallback_region: Option<&str>,
-    work: impl AsyncFnOnce(&AwsKms) -> Result<T, Reason>,
+    work: impl AsyncFnOnce(&AwsKms, tokio::time::Instant) -> Result<T, Reason>,
 ) -> Result<T, Error> {
     block_on(async {
         let deadline = tokio::time::Instant::now() + global.timeout;
@@ -112,7 +113,7 @@ fn with_kms<T>(
                 global.timeout,
             )
             .await?;
-            work(&AwsKms::new(&config)).await
+            work(&AwsKms::new(&config), deadline).await
         };
         tokio::time::timeout_at(deadline, run)
             .await
@@ -247,10 +248,7 @@ fn write_stdout(bytes: &[u8]) -> Result<(), Error> {
 fn decrypt(global: &Global, args: DecryptArgs) -> Result<(), Error> {
     let input = read_value(args.value)?;
     let input = input.trim_ascii();
-    let prefixed = [KMS_PREFIX, SSM_PREFIX, SECURE_PREFIX]
-        .iter()
-        .any(|p| input.starts_with(p.as_bytes()));
-    let value = if prefixed {
+    let value = if has_reference_prefix(input) {
         input.to_vec()
     } else {
         [KMS_PREFIX.as_bytes(), input].concat()
