@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// What to do with one request.
@@ -87,9 +87,31 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// One request to moto on a fresh connection; `None` if that failed.
+/// At most this many requests are in moto at once: a flood of connections would make the
+/// single Python process, not the wrapper under test, the thing being measured.
+const UPSTREAM_IN_FLIGHT: usize = 8;
+
+/// A counting gate for [`UPSTREAM_IN_FLIGHT`].
+static GATE: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+/// One request to moto on a fresh connection; `None` if that failed or stalled.
 fn forward(upstream: u16, head: &str, body: &[u8]) -> Option<(String, Vec<u8>)> {
+    let (lock, ready) = &GATE;
+    let mut busy = lock.lock().unwrap();
+    while *busy >= UPSTREAM_IN_FLIGHT {
+        busy = ready.wait(busy).unwrap();
+    }
+    *busy += 1;
+    drop(busy);
+    let result = forward_now(upstream, head, body);
+    *lock.lock().unwrap() -= 1;
+    ready.notify_one();
+    result
+}
+
+fn forward_now(upstream: u16, head: &str, body: &[u8]) -> Option<(String, Vec<u8>)> {
     let up = TcpStream::connect(("127.0.0.1", upstream)).ok()?;
+    up.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut writer = up.try_clone().ok()?;
     writer.write_all(head.as_bytes()).ok()?;
     writer.write_all(body).ok()?;
