@@ -76,7 +76,7 @@ pub struct Global {
 
 impl Global {
     /// The encryption context given with --context / KMS_ENV_CONTEXT.
-    pub fn context(&self) -> crate::sealed::Context {
+    pub fn context(&self) -> crate::value::Context {
         self.context.iter().cloned().collect()
     }
 }

@@ -1,4 +1,4 @@
-//! Typed errors and the one mapping from an error to a process exit code (DESIGN §4).
+//! Typed errors and the one mapping from an error to a process exit code (README "Exit codes").
 //!
 //! Nothing in here ever holds a secret value: failures carry the variable name, the reference
 //! kind (`kms`, `ssm /name`), a [`Class`] and a human detail written by us or by AWS about the

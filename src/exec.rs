@@ -7,7 +7,7 @@
 //! `ARG_MAX` in all), so an environment grown by resolution gets a clear error, not `E2BIG`.
 
 use crate::error::{EX_CANNOT_EXEC, EX_NOT_FOUND, Error};
-use crate::plan::Value;
+use crate::value::{MAX_ENV_STRING, Value};
 use nix::errno::Errno;
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -38,30 +38,27 @@ fn environment(vars: Vec<(OsString, Value)>) -> Vec<CString> {
         .collect()
 }
 
-/// Linux's limit for one argument or environment string, NUL included (MAX_ARG_STRLEN).
-pub const MAX_ARG_STRLEN: usize = 32 * 4096;
-
 /// Checks argv and the environment against the kernel's limits: each string (with its NUL)
-/// at most [`MAX_ARG_STRLEN`], all strings and their pointers at most `arg_max`.
+/// at most [`MAX_ENV_STRING`], all strings and their pointers at most `arg_max`.
 fn check_sizes(argv: &[CString], env: &[CString], arg_max: usize) -> Result<(), String> {
     let pointer = std::mem::size_of::<usize>();
     for e in env {
         let len = e.as_bytes_with_nul().len();
-        if len > MAX_ARG_STRLEN {
+        if len > MAX_ENV_STRING {
             let bytes = e.as_bytes();
             let name = bytes.split(|&b| b == b'=').next().unwrap_or_default();
             return Err(format!(
-                "{} is {len} bytes as NAME=VALUE; Linux allows {MAX_ARG_STRLEN} per environment string",
+                "{} is {len} bytes as NAME=VALUE; Linux allows {MAX_ENV_STRING} per environment string",
                 String::from_utf8_lossy(name)
             ));
         }
     }
     if let Some(a) = argv
         .iter()
-        .find(|a| a.as_bytes_with_nul().len() > MAX_ARG_STRLEN)
+        .find(|a| a.as_bytes_with_nul().len() > MAX_ENV_STRING)
     {
         return Err(format!(
-            "an argument is {} bytes; Linux allows {MAX_ARG_STRLEN} per argument",
+            "an argument is {} bytes; Linux allows {MAX_ENV_STRING} per argument",
             a.as_bytes_with_nul().len()
         ));
     }
@@ -86,7 +83,7 @@ fn arg_max() -> usize {
         .ok()
         .flatten()
         .and_then(|v| usize::try_from(v).ok())
-        .unwrap_or(MAX_ARG_STRLEN)
+        .unwrap_or(MAX_ENV_STRING)
 }
 
 /// Runs `command` with the environment `vars`: replaces this process (`execve`), or with
@@ -156,7 +153,7 @@ mod tests {
 
     #[test]
     fn a_string_over_128_kib_is_named() {
-        let big = c(&format!("DB_CERT={}", "x".repeat(MAX_ARG_STRLEN)));
+        let big = c(&format!("DB_CERT={}", "x".repeat(MAX_ENV_STRING)));
         let e = check_sizes(&[c("app")], &[c("A=1"), big], usize::MAX).unwrap_err();
         assert!(e.starts_with("DB_CERT is "), "{e}");
         assert!(!e.contains("xxxx"));

@@ -4,8 +4,8 @@
 
 use crate::cli::ExportFormat;
 use crate::error::{Class, Reason};
-use crate::plan::{Value, Vars};
 use crate::secret::Secret;
+use crate::value::{Value, Vars};
 use std::os::unix::ffi::OsStrExt;
 
 /// Renders `vars`. A resolved value that the format cannot hold is an error; a plain value

@@ -1,9 +1,10 @@
-//! kms-env: resolve AWS KMS ciphertexts and SSM Parameter Store references in the environment,
-//! then `execve` the application. The binary (`src/main.rs`) is a thin shell over [`app::run`];
-//! the modules are public so that the fuzz targets in `fuzz/` can reach the parsers. The
-//! contract is DESIGN.md; README.md is the user's guide.
+//! kms-env: resolve AWS KMS ciphertexts, SSM Parameter Store and Secrets Manager references in the
+//! environment, then `execve` the application. The binary (`src/main.rs`) is a thin shell over
+//! [`app::run`]; the modules are public so that the fuzz targets in `fuzz/` can reach the
+//! parsers. ARCHITECTURE.md maps the modules; README.md is the user's guide.
 
 pub mod app;
+pub mod aws;
 pub mod cli;
 pub mod dotenv;
 pub mod envfile;
@@ -13,7 +14,8 @@ pub mod export;
 pub mod plan;
 pub mod reference;
 pub mod report;
-pub mod resolve;
 pub mod sealed;
 pub mod secret;
+pub mod source;
 pub mod supervise;
+pub mod value;

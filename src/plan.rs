@@ -1,31 +1,23 @@
-//! Pure planning: an environment snapshot becomes de-duplicated work, and results become the
-//! child's environment (or, for `check`, a report).
+//! Pure planning: an environment snapshot becomes de-duplicated lookups, and their answers
+//! become the child's environment (or, for `check`, a report).
 //!
-//! [`Plan::new`] classifies every variable, keeps the original order, collects each distinct
-//! KMS decryption (blob and encryption context) once and each distinct SSM reference once, and
-//! groups the SSM references into `GetParameters` batches of at most [`SSM_BATCH_MAX`] per
-//! region, never two references to the same parameter in one batch (SSM answers by name, so two
-//! selectors of one name could not be told apart). It also knows the helper variables of other
-//! tools: `KMS_DATA_KEY` (the original kms-env's encrypted data key, decrypted once for all its
-//! `secure:` values) and shush's `KMS_ENCRYPTED_<NAME>` (sets `<NAME>`). [`Plan::apply`] turns
-//! the resolver's [`Outcomes`] into the final variables or into the complete list of failures;
-//! [`Plan::report`] into one row per reference.
+//! [`Plan::new`] classifies every variable, keeps the original order and lets each reference's
+//! source plan it: the distinct lookups go into one [`Lookups`] table (each once, under a
+//! [`LookupId`]), the variable keeps a [`Use`] that says how to get its plaintext from the
+//! answers. The planner knows the helper variables of other tools: `KMS_DATA_KEY` (the original
+//! kms-env's encrypted data key, decrypted once for all its `secure:` values) and shush's
+//! `KMS_ENCRYPTED_<NAME>` (sets `<NAME>`). [`Plan::apply`] turns the resolver's [`Outcomes`]
+//! into the final variables or into the complete list of failures; [`Plan::report`] into one
+//! row per reference. See ARCHITECTURE.md.
 
-use crate::envfile::crypto;
 use crate::error::{Class, Failure, Reason};
-use crate::reference::{KMS_PREFIX, Reference, SsmRef, classify, decode_blob};
-use crate::sealed::{Context, Sealed};
-use crate::secret::Secret;
-use std::collections::{HashMap, HashSet};
+use crate::reference::{Reference, classify};
+use crate::source::kms::{self, DATA_KEY_VAR, DataKey, SHUSH_KIND};
+use crate::source::{Grant, Lookups, Outcomes, Resolved, Use, ssm};
+use crate::value::{Context, Value, Vars};
+use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
-
-/// `GetParameters` accepts at most ten names per call.
-pub const SSM_BATCH_MAX: usize = 10;
-/// The original kms-env's encrypted data key.
-pub const DATA_KEY_VAR: &str = "KMS_DATA_KEY";
-/// shush's convention: `KMS_ENCRYPTED_<NAME>=<base64>` sets `<NAME>`.
-pub const SHUSH_PREFIX: &str = "KMS_ENCRYPTED_";
 
 /// How to plan.
 #[derive(Debug, Clone, Default)]
@@ -47,96 +39,24 @@ struct Entry {
     helper: Option<(OsString, OsString)>,
 }
 
+impl Entry {
+    /// The variable the operator wrote (the helper's name for shush).
+    fn reported(&self) -> &OsStr {
+        self.helper.as_ref().map_or(&self.name, |(n, _)| n)
+    }
+}
+
 #[derive(Debug)]
 enum Slot {
     /// Passes through untouched.
     Plain(OsString),
     /// Nothing of its own for the child (`KMS_DATA_KEY`).
     Nothing,
-    /// Could not be classified; the reason is already in `Plan::failures`.
+    /// Could not be classified or planned; the reason is already in `Plan::failures`.
     Broken,
-    /// A reference: its description for messages and its lookup.
-    Ref { kind: String, job: Job },
+    /// A reference: its description for messages and how it gets its plaintext.
+    Ref { kind: String, using: Use },
 }
-
-#[derive(Debug, Clone)]
-enum Job {
-    /// Index into `Plan::kms`.
-    Kms(usize),
-    /// Index into `Plan::ssm`.
-    Ssm(usize),
-    /// An original kms-env value: the data key's index into `Plan::kms`, and the hex part.
-    Envelope { key: usize, value: String },
-    /// A `kms:v1:` value: its KMS decryption, the value, and the variable name it is read as.
-    Sealed {
-        key: usize,
-        sealed: Box<Sealed>,
-        name: String,
-    },
-}
-
-/// One KMS `Decrypt` to make.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct KmsJob {
-    /// The ciphertext blob.
-    pub blob: Vec<u8>,
-    /// The encryption context to send (empty for none).
-    pub context: Context,
-}
-
-/// One `GetParameters` call: a region (`None` = the configured one) and indices into
-/// [`Plan::ssm`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
-    /// Region to call, from an ARN; `None` for the configured region.
-    pub region: Option<String>,
-    /// Indices into [`Plan::ssm`], at most [`SSM_BATCH_MAX`], distinct parameter names.
-    pub refs: Vec<usize>,
-}
-
-/// A successful lookup: the plaintext and where it came from.
-#[derive(Debug, Clone)]
-pub struct Resolved {
-    /// The plaintext.
-    pub secret: Secret,
-    /// The KMS key ARN or the parameter ARN, when AWS said.
-    pub source: Option<String>,
-    /// The parameter version.
-    pub version: Option<i64>,
-}
-
-#[cfg(test)]
-impl Resolved {
-    /// A plaintext with no provenance.
-    pub fn plain(secret: Secret) -> Self {
-        Resolved {
-            secret,
-            source: None,
-            version: None,
-        }
-    }
-}
-
-/// What the resolver produced, index for index with [`Plan::kms`] and [`Plan::ssm`].
-#[derive(Debug, Default)]
-pub struct Outcomes {
-    /// One result per distinct KMS decryption.
-    pub kms: Vec<Result<Resolved, Reason>>,
-    /// One result per distinct SSM reference.
-    pub ssm: Vec<Result<Resolved, Reason>>,
-}
-
-/// A variable of the final environment.
-#[derive(Debug)]
-pub enum Value {
-    /// An untouched value.
-    Plain(OsString),
-    /// A resolved plaintext.
-    Secret(Secret),
-}
-
-/// The final environment, in the original order.
-pub type Vars = Vec<(OsString, Value)>;
 
 /// One reference as `check` reports it. Never holds a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,12 +65,12 @@ pub struct Row {
     pub variable: String,
     /// The reference kind.
     pub kind: String,
-    /// Key or parameter ARN, when known.
+    /// What answered (key, parameter or secret ARN), or what was asked for when it failed.
     pub source: Option<String>,
-    /// Parameter version, when known.
-    pub version: Option<i64>,
-    /// The encryption context sent to KMS (for IAM conditions).
-    pub context: Context,
+    /// The version that answered, when known.
+    pub version: Option<String>,
+    /// What IAM must allow for it, when it resolved.
+    pub grant: Option<Grant>,
     /// `Ok` or why it failed.
     pub status: Result<(), Reason>,
 }
@@ -160,12 +80,8 @@ pub struct Row {
 pub struct Plan {
     entries: Vec<Entry>,
     keep_references: bool,
-    /// Distinct KMS decryptions (data keys included), in first-seen order.
-    pub kms: Vec<KmsJob>,
-    /// Distinct SSM references, in first-seen order.
-    pub ssm: Vec<SsmRef>,
-    /// The `GetParameters` calls to make.
-    pub batches: Vec<Batch>,
+    /// Every distinct lookup.
+    pub lookups: Lookups,
     failures: Vec<Failure>,
 }
 
@@ -180,25 +96,19 @@ impl Plan {
         let mut plan = Plan {
             entries: Vec::new(),
             keep_references: options.keep_references,
-            kms: Vec::new(),
-            ssm: Vec::new(),
-            batches: Vec::new(),
+            lookups: Lookups::default(),
             failures: Vec::new(),
         };
-        let mut kms_index: HashMap<KmsJob, usize> = HashMap::new();
-        let mut ssm_index: HashMap<SsmRef, usize> = HashMap::new();
-        let mut kms_job = |plan: &mut Plan, blob: Vec<u8>, context: Context| {
-            intern(&mut kms_index, &mut plan.kms, KmsJob { blob, context })
-        };
-
-        let data_key = env
-            .iter()
-            .find(|(k, _)| k == DATA_KEY_VAR)
-            .map(|(_, v)| v.clone());
         // The data key is decrypted only if some `secure:` value needs it.
-        let mut data_key_job: Option<Result<usize, Reason>> = None;
-        let shush_targets: HashSet<OsString> =
-            env.iter().filter_map(|(k, _)| shush_target(k)).collect();
+        let mut data_key = DataKey::new(
+            env.iter()
+                .find(|(k, _)| k == DATA_KEY_VAR)
+                .map(|(_, v)| v.clone()),
+        );
+        let shush_targets: HashSet<OsString> = env
+            .iter()
+            .filter_map(|(k, _)| kms::shush_target(k))
+            .collect();
 
         for (name, value) in env {
             if name == DATA_KEY_VAR {
@@ -212,69 +122,38 @@ impl Plan {
             if shush_targets.contains(&name) {
                 continue; // KMS_ENCRYPTED_<NAME> decides <NAME>
             }
-            let (target, helper, classified) = match shush_target(&name) {
+            let (target, helper, classified) = match kms::shush_target(&name) {
                 Some(target) => {
-                    let body = value.as_bytes();
-                    let body = body.strip_prefix(KMS_PREFIX.as_bytes()).unwrap_or(body);
-                    let classified = decode_blob(body).map(|b| Some(Reference::Kms(b)));
+                    let classified = kms::parse_shush(&value).map(|r| Some(Reference::Kms(r)));
                     (target, Some((name, value.clone())), classified)
                 }
-                None => (name, None, classify(&value, data_key.is_some())),
+                None => (name, None, classify(&value, data_key.present())),
             };
-            let reported = helper.as_ref().map_or(&target, |(n, _)| n).clone();
+            let shush = helper.is_some();
+            let reported = lossy(helper.as_ref().map_or(&target, |(n, _)| n));
             let slot = match classified {
                 Ok(None) => Slot::Plain(value),
                 Ok(Some(reference)) => {
-                    let kind = if helper.is_some() {
-                        format!("kms, {SHUSH_PREFIX}*")
-                    } else {
-                        reference.kind()
+                    let kind = kind_of(shush, Some(&reference), &value);
+                    let using = match reference {
+                        Reference::Kms(r) => kms::plan(
+                            r,
+                            &lossy(&target),
+                            &options.context,
+                            &mut data_key,
+                            &mut plan.lookups,
+                        )
+                        .map(Use::Kms),
+                        Reference::Ssm(r) => Ok(Use::Ssm(ssm::plan(r, &mut plan.lookups))),
                     };
-                    let job = match reference {
-                        Reference::Kms(blob) => {
-                            Ok(Job::Kms(kms_job(&mut plan, blob, options.context.clone())))
-                        }
-                        Reference::Sealed(sealed) => {
-                            let name = lossy(&target);
-                            let context = sealed.context(&options.context, &name);
-                            let key = kms_job(&mut plan, sealed.blob.clone(), context);
-                            Ok(Job::Sealed {
-                                key,
-                                sealed: Box::new(sealed),
-                                name,
-                            })
-                        }
-                        Reference::Ssm(r) => Ok(Job::Ssm(intern(&mut ssm_index, &mut plan.ssm, r))),
-                        Reference::Envelope(value) => data_key_job
-                            .get_or_insert_with(|| {
-                                let encoded = data_key.as_deref().unwrap_or_default();
-                                decode_blob(encoded.as_bytes())
-                                    .map(|blob| kms_job(&mut plan, blob, Context::new()))
-                                    .map_err(|r| {
-                                        Reason::new(
-                                            r.class,
-                                            format!("{DATA_KEY_VAR}: {}", r.detail),
-                                        )
-                                    })
-                            })
-                            .clone()
-                            .map(|key| Job::Envelope { key, value }),
-                    };
-                    match job {
-                        Ok(job) => Slot::Ref { kind, job },
-                        Err(reason) => {
-                            plan.fail(&reported, kind, reason);
-                            Slot::Broken
-                        }
+                    match using {
+                        Ok(using) => Slot::Ref { kind, using },
+                        Err(reason) => plan.fail(reported, kind, reason),
                     }
                 }
                 Err(reason) => {
-                    let kind = match &helper {
-                        Some(_) => format!("kms, {SHUSH_PREFIX}*"),
-                        None => kind_of_malformed(&value),
-                    };
-                    plan.fail(&reported, kind, reason);
-                    Slot::Broken
+                    let kind = kind_of(shush, None, &value);
+                    plan.fail(reported, kind, reason)
                 }
             };
             plan.entries.push(Entry {
@@ -283,21 +162,22 @@ impl Plan {
                 helper,
             });
         }
-        plan.batches = batches(&plan.ssm);
         plan
     }
 
-    fn fail(&mut self, variable: &OsStr, kind: String, reason: Reason) {
+    /// Records a variable that cannot be planned.
+    fn fail(&mut self, variable: String, kind: String, reason: Reason) -> Slot {
         self.failures.push(Failure {
-            variable: lossy(variable),
+            variable,
             kind,
             reason,
         });
+        Slot::Broken
     }
 
     /// Whether there is nothing to look up (no AWS configuration needs loading).
     pub fn is_empty(&self) -> bool {
-        self.kms.is_empty() && self.ssm.is_empty()
+        self.lookups.is_empty()
     }
 
     /// Number of variables that hold a reference (well-formed or not).
@@ -308,39 +188,9 @@ impl Plan {
             .count()
     }
 
-    /// Outcomes in which every lookup failed for `reason`.
-    pub fn fail_all(&self, reason: Reason) -> Outcomes {
-        Outcomes {
-            kms: vec![Err(reason.clone()); self.kms.len()],
-            ssm: vec![Err(reason); self.ssm.len()],
-        }
-    }
-
-    /// The result of one planned reference.
-    fn resolve(&self, job: &Job, outcomes: &Outcomes) -> Result<Resolved, Reason> {
-        let missing = || Err(Reason::new(Class::TimedOut, "not resolved"));
-        let kms = |i: usize| outcomes.kms.get(i).cloned().unwrap_or_else(missing);
-        let resolved = match job {
-            Job::Kms(i) => kms(*i).map_err(|r| self.context_hint(*i, r, false)),
-            Job::Ssm(i) => outcomes.ssm.get(*i).cloned().unwrap_or_else(missing),
-            Job::Envelope { key, value } => kms(*key)
-                .map_err(|r| Reason::new(r.class, format!("{DATA_KEY_VAR}: {}", r.detail)))
-                .and_then(|dk| {
-                    let data_key = crypto::data_key(dk.secret.expose())?;
-                    Ok(Resolved {
-                        secret: crypto::decrypt(value, &data_key)?,
-                        ..dk
-                    })
-                }),
-            Job::Sealed { key, sealed, name } => kms(*key)
-                .map_err(|r| self.context_hint(*key, r, sealed.bound))
-                .and_then(|r| {
-                    Ok(Resolved {
-                        secret: sealed.open(r.secret.clone(), name)?,
-                        ..r
-                    })
-                }),
-        }?;
+    /// The result of one planned reference; a plaintext with a NUL byte is a failure.
+    fn resolve(using: &Use, outcomes: &Outcomes) -> Result<Resolved, Reason> {
+        let resolved = using.finish(outcomes)?;
         if resolved.secret.contains_nul() {
             return Err(Reason::new(
                 Class::BadCiphertext,
@@ -350,43 +200,25 @@ impl Plan {
         Ok(resolved)
     }
 
-    /// Explains a rejected ciphertext that was sent with an encryption context.
-    fn context_hint(&self, job: usize, reason: Reason, bound: bool) -> Reason {
-        if reason.class != Class::BadCiphertext {
-            return reason;
-        }
-        let has_context = self.kms.get(job).is_some_and(|j| !j.context.is_empty());
-        let hint = if bound {
-            "the encryption context did not match: the value is bound to another variable name \
-             (copied from another variable?) or needs another --context"
-        } else if has_context {
-            "the encryption context did not match (check --context / KMS_ENV_CONTEXT), or the ciphertext is bad"
-        } else {
-            return reason;
-        };
-        Reason::new(reason.class, format!("{hint}; {}", reason.detail))
-    }
-
     /// Applies the lookups' results: the final variables in the original order, or every
-    /// failure (malformed references included). A plaintext with a NUL byte is a failure.
+    /// failure (malformed references included).
     pub fn apply(self, outcomes: Outcomes) -> Result<Vars, Vec<Failure>> {
         let mut failures = self.failures.clone();
         let mut vars = Vec::with_capacity(self.entries.len());
-        for Entry { name, slot, helper } in &self.entries {
-            // Failures name the variable the operator wrote.
-            let reported = helper.as_ref().map_or(name, |(n, _)| n);
-            if let Some((helper_name, original)) = helper
+        for entry in &self.entries {
+            if let Some((helper_name, original)) = &entry.helper
                 && self.keep_references
             {
                 vars.push((helper_name.clone(), Value::Plain(original.clone())));
             }
-            match slot {
-                Slot::Plain(v) => vars.push((name.clone(), Value::Plain(v.clone()))),
+            match &entry.slot {
+                Slot::Plain(v) => vars.push((entry.name.clone(), Value::Plain(v.clone()))),
                 Slot::Nothing | Slot::Broken => {}
-                Slot::Ref { kind, job } => match self.resolve(job, &outcomes) {
-                    Ok(r) => vars.push((name.clone(), Value::Secret(r.secret))),
+                Slot::Ref { kind, using } => match Self::resolve(using, &outcomes) {
+                    Ok(r) => vars.push((entry.name.clone(), Value::Secret(r.secret))),
                     Err(reason) => failures.push(Failure {
-                        variable: lossy(reported),
+                        // Failures name the variable the operator wrote.
+                        variable: lossy(entry.reported()),
                         kind: kind.clone(),
                         reason,
                     }),
@@ -400,7 +232,7 @@ impl Plan {
         }
     }
 
-    /// One row per reference (malformed ones included), in the original order.
+    /// One row per reference (malformed ones first), then in the original order.
     pub fn report(&self, outcomes: &Outcomes) -> Vec<Row> {
         let mut rows: Vec<Row> = self
             .failures
@@ -410,62 +242,39 @@ impl Plan {
                 kind: f.kind.clone(),
                 source: None,
                 version: None,
-                context: Context::new(),
+                grant: None,
                 status: Err(f.reason.clone()),
             })
             .collect();
-        for Entry { name, slot, helper } in &self.entries {
-            let Slot::Ref { kind, job } = slot else {
+        for entry in &self.entries {
+            let Slot::Ref { kind, using } = &entry.slot else {
                 continue;
             };
-            let reported = helper.as_ref().map_or(name, |(n, _)| n);
-            let result = self.resolve(job, outcomes);
-            let context = match job {
-                Job::Kms(i) | Job::Envelope { key: i, .. } | Job::Sealed { key: i, .. } => self
-                    .kms
-                    .get(*i)
-                    .map(|j| j.context.clone())
-                    .unwrap_or_default(),
-                Job::Ssm(_) => Context::new(),
-            };
-            let (source, version) = match (&result, job) {
-                (Ok(r), _) => (r.source.clone(), r.version),
-                (Err(_), Job::Ssm(i)) => (self.ssm.get(*i).map(SsmRef::request), None),
-                (Err(_), _) => (None, None),
+            let (source, version, grant, status) = match Self::resolve(using, outcomes) {
+                Ok(r) => (r.source, r.version, r.grant, Ok(())),
+                Err(reason) => (using.requested(&self.lookups), None, None, Err(reason)),
             };
             rows.push(Row {
-                variable: lossy(reported),
+                variable: lossy(entry.reported()),
                 kind: kind.clone(),
                 source,
                 version,
-                context,
-                status: result.map(|_| ()),
+                grant,
+                status,
             });
         }
         rows
     }
 }
 
-/// `<NAME>` of a variable named `KMS_ENCRYPTED_<NAME>` (non-empty).
-fn shush_target(name: &OsStr) -> Option<OsString> {
-    name.as_bytes()
-        .strip_prefix(SHUSH_PREFIX.as_bytes())
-        .filter(|rest| !rest.is_empty())
-        .map(|rest| OsStr::from_bytes(rest).to_owned())
-}
-
-fn intern<K: std::hash::Hash + Eq + Clone>(
-    index: &mut HashMap<K, usize>,
-    list: &mut Vec<K>,
-    key: K,
-) -> usize {
-    *index.entry(key.clone()).or_insert_with(|| {
-        list.push(key);
-        list.len() - 1
-    })
-}
-
-fn kind_of_malformed(value: &OsStr) -> String {
+/// The kind shown for a variable: shush's, the reference's, or the prefix of a malformed one.
+fn kind_of(shush: bool, reference: Option<&Reference>, value: &OsStr) -> String {
+    if shush {
+        return SHUSH_KIND.to_owned();
+    }
+    if let Some(r) = reference {
+        return r.kind();
+    }
     let prefix = value
         .as_bytes()
         .split(|&b| b == b':')
@@ -474,30 +283,11 @@ fn kind_of_malformed(value: &OsStr) -> String {
     String::from_utf8_lossy(prefix).into_owned()
 }
 
-/// Groups references by region, then fills batches first-fit: at most [`SSM_BATCH_MAX`] each,
-/// no parameter name twice in one batch.
-fn batches(refs: &[SsmRef]) -> Vec<Batch> {
-    let mut out: Vec<Batch> = Vec::new();
-    for (i, r) in refs.iter().enumerate() {
-        let fits = |b: &Batch| {
-            b.region == r.region
-                && b.refs.len() < SSM_BATCH_MAX
-                && b.refs.iter().all(|&j| refs[j].name != r.name)
-        };
-        match out.iter_mut().find(|b| fits(b)) {
-            Some(batch) => batch.refs.push(i),
-            None => out.push(Batch {
-                region: r.region.clone(),
-                refs: vec![i],
-            }),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Secret;
+    use crate::source::{Fetched, Lookup, LookupId};
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
         pairs
@@ -506,39 +296,27 @@ mod tests {
             .collect()
     }
 
-    fn ssm_env(n: usize) -> Vec<(OsString, OsString)> {
-        (0..n)
-            .map(|i| (format!("V{i}").into(), format!("ssm:/p/{i}").into()))
+    fn shown(vars: &Vars) -> Vec<(String, Vec<u8>)> {
+        vars.iter()
+            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.bytes().to_vec()))
             .collect()
     }
 
-    fn sizes(plan: &Plan) -> Vec<usize> {
-        plan.batches.iter().map(|b| b.refs.len()).collect()
+    fn ok(bytes: &[u8]) -> Result<Fetched, Reason> {
+        Ok(Fetched::plain(Secret::new(bytes.to_vec())))
     }
 
-    #[test]
-    fn batch_sizes_for_1_10_11_25() {
-        assert_eq!(sizes(&Plan::new(ssm_env(1), &Options::default())), vec![1]);
-        assert_eq!(
-            sizes(&Plan::new(ssm_env(10), &Options::default())),
-            vec![10]
-        );
-        assert_eq!(
-            sizes(&Plan::new(ssm_env(11), &Options::default())),
-            vec![10, 1]
-        );
-        assert_eq!(
-            sizes(&Plan::new(ssm_env(25), &Options::default())),
-            vec![10, 10, 5]
-        );
+    /// The id of the lookup that `is` picks out.
+    fn id_of(plan: &Plan, is: impl Fn(&Lookup) -> bool) -> LookupId {
+        plan.lookups.iter().find(|(_, l)| is(l)).unwrap().0
     }
 
-    #[test]
-    fn every_reference_is_in_exactly_one_batch() {
-        let plan = Plan::new(ssm_env(25), &Options::default());
-        let mut seen: Vec<usize> = plan.batches.iter().flat_map(|b| b.refs.clone()).collect();
-        seen.sort();
-        assert_eq!(seen, (0..25).collect::<Vec<_>>());
+    fn kms_blob(blob: &'static [u8]) -> impl Fn(&Lookup) -> bool {
+        move |l| matches!(l, Lookup::Kms(d) if d.blob == blob)
+    }
+
+    fn ssm_name(name: &'static str) -> impl Fn(&Lookup) -> bool {
+        move |l| matches!(l, Lookup::Ssm(p) if p.name == name)
     }
 
     #[test]
@@ -549,7 +327,6 @@ mod tests {
         );
         assert!(plan.is_empty());
         assert_eq!(plan.reference_count(), 0);
-        assert!(plan.batches.is_empty());
     }
 
     #[test]
@@ -565,27 +342,11 @@ mod tests {
             ]),
             &Options::default(),
         );
-        assert_eq!(plan.kms.len(), 2);
-        assert_eq!(plan.ssm.len(), 2);
+        assert_eq!(plan.lookups.of(kms::pick).len(), 2);
+        assert_eq!(plan.lookups.of(ssm::pick).len(), 2);
         // `/x` and `/x:2` name the same parameter: two batches.
-        assert_eq!(sizes(&plan), vec![1, 1]);
+        assert_eq!(ssm::batches(&plan.lookups.of(ssm::pick)).len(), 2);
         assert_eq!(plan.reference_count(), 6);
-    }
-
-    #[test]
-    fn batches_are_per_region() {
-        let plan = Plan::new(
-            env(&[
-                ("A", "ssm:/a"),
-                ("B", "ssm:arn:aws:ssm:eu-west-1:123456789012:parameter/b"),
-                ("C", "ssm:/c"),
-            ]),
-            &Options::default(),
-        );
-        assert_eq!(plan.batches.len(), 2);
-        assert_eq!(plan.batches[0].region, None);
-        assert_eq!(plan.batches[0].refs, vec![0, 2]);
-        assert_eq!(plan.batches[1].region.as_deref(), Some("eu-west-1"));
     }
 
     #[test]
@@ -599,23 +360,16 @@ mod tests {
             ]),
             &Options::default(),
         );
-        let outcomes = Outcomes {
-            kms: vec![Ok(Resolved::plain(Secret::new(b"one".to_vec())))],
-            ssm: vec![Ok(Resolved::plain(Secret::new(b"two".to_vec())))],
-        };
+        // Answers are matched by id, whatever order they come in.
+        let outcomes: Outcomes = [
+            (id_of(&plan, ssm_name("/x")), ok(b"two")),
+            (id_of(&plan, kms_blob(&[0, 0, 0])), ok(b"one")),
+        ]
+        .into_iter()
+        .collect();
         let vars = plan.apply(outcomes).unwrap();
-        let shown: Vec<(String, Vec<u8>)> = vars
-            .iter()
-            .map(|(k, v)| {
-                let bytes = match v {
-                    Value::Plain(p) => p.as_encoded_bytes().to_vec(),
-                    Value::Secret(s) => s.expose().to_vec(),
-                };
-                (k.to_string_lossy().into_owned(), bytes)
-            })
-            .collect();
         assert_eq!(
-            shown,
+            shown(&vars),
             vec![
                 ("Z".into(), b"plain".to_vec()),
                 ("A".into(), b"one".to_vec()),
@@ -636,10 +390,15 @@ mod tests {
             ]),
             &Options::default(),
         );
-        let outcomes = Outcomes {
-            kms: vec![Ok(Resolved::plain(Secret::new(b"a\0b".to_vec())))],
-            ssm: vec![Err(Reason::new(Class::NotFound, "no such parameter"))],
-        };
+        let outcomes: Outcomes = [
+            (id_of(&plan, kms_blob(&[0, 0, 0])), ok(b"a\0b")),
+            (
+                id_of(&plan, ssm_name("/gone")),
+                Err(Reason::new(Class::NotFound, "no such parameter")),
+            ),
+        ]
+        .into_iter()
+        .collect();
         let failures = plan.apply(outcomes).unwrap_err();
         let mut got: Vec<(String, String, Class)> = failures
             .into_iter()
@@ -656,21 +415,19 @@ mod tests {
         );
     }
 
-    fn shown(vars: &Vars) -> Vec<(String, Vec<u8>)> {
-        vars.iter()
-            .map(|(k, v)| {
-                let bytes = match v {
-                    Value::Plain(p) => p.as_encoded_bytes().to_vec(),
-                    Value::Secret(s) => s.expose().to_vec(),
-                };
-                (k.to_string_lossy().into_owned(), bytes)
-            })
-            .collect()
+    #[test]
+    fn a_missing_answer_is_a_failure_not_a_value() {
+        let plan = Plan::new(env(&[("A", "ssm:/a")]), &Options::default());
+        let failures = plan.apply(Outcomes::default()).unwrap_err();
+        assert_eq!(failures[0].reason.class, Class::TimedOut);
     }
 
     /// KMS_DATA_KEY = AQI= (blob [1, 2]) decrypting to bytes 00..1f.
-    fn data_key_outcome() -> Result<Resolved, Reason> {
-        Ok(Resolved::plain(Secret::new((0u8..32).collect())))
+    fn data_key_outcome(plan: &Plan) -> Outcomes {
+        let key: Vec<u8> = (0u8..32).collect();
+        [(id_of(plan, kms_blob(&[1, 2])), ok(&key))]
+            .into_iter()
+            .collect()
     }
 
     #[test]
@@ -687,14 +444,9 @@ mod tests {
             ]),
             &Options::default(),
         );
-        assert_eq!(plan.kms.len(), 1, "one KMS call for the data key");
-        assert_eq!(plan.kms[0].blob, vec![1, 2]);
-        let vars = plan
-            .apply(Outcomes {
-                kms: vec![data_key_outcome()],
-                ssm: vec![],
-            })
-            .unwrap();
+        assert_eq!(plan.lookups.len(), 1, "one KMS call for the data key");
+        let outcomes = data_key_outcome(&plan);
+        let vars = plan.apply(outcomes).unwrap();
         let want: &[u8] = b"p@ss word='\"$x\n";
         assert_eq!(
             shown(&vars),
@@ -718,12 +470,8 @@ mod tests {
                 ..Options::default()
             },
         );
-        let vars = plan
-            .apply(Outcomes {
-                kms: vec![data_key_outcome()],
-                ssm: vec![],
-            })
-            .unwrap();
+        let outcomes = data_key_outcome(&plan);
+        let vars = plan.apply(outcomes).unwrap();
         assert_eq!(shown(&vars)[0], ("KMS_DATA_KEY".into(), b"AQI=".to_vec()));
         assert_eq!(vars.len(), 2);
     }
@@ -749,15 +497,11 @@ mod tests {
             ]),
             &Options::default(),
         );
-        let failures = plan
-            .apply(Outcomes {
-                kms: vec![Err(Reason::new(
-                    Class::AccessDenied,
-                    "AccessDeniedException",
-                ))],
-                ssm: vec![],
-            })
-            .unwrap_err();
+        let outcomes = Outcomes::fail_all(
+            &plan.lookups,
+            &Reason::new(Class::AccessDenied, "AccessDeniedException"),
+        );
+        let failures = plan.apply(outcomes).unwrap_err();
         assert_eq!(failures.len(), 2);
         assert!(
             failures
@@ -790,16 +534,14 @@ mod tests {
             ]),
             &Options::default(),
         );
-        assert_eq!(plan.kms.len(), 2);
-        let vars = plan
-            .apply(Outcomes {
-                kms: vec![
-                    Ok(Resolved::plain(Secret::new(b"db".to_vec()))),
-                    Ok(Resolved::plain(Secret::new(b"tok".to_vec()))),
-                ],
-                ssm: vec![],
-            })
-            .unwrap();
+        assert_eq!(plan.lookups.len(), 2);
+        let outcomes: Outcomes = [
+            (id_of(&plan, kms_blob(&[1, 2])), ok(b"db")),
+            (id_of(&plan, kms_blob(&[1, 3])), ok(b"tok")),
+        ]
+        .into_iter()
+        .collect();
+        let vars = plan.apply(outcomes).unwrap();
         assert_eq!(
             shown(&vars),
             vec![
@@ -812,6 +554,36 @@ mod tests {
             .apply(Outcomes::default())
             .unwrap_err();
         assert_eq!(bad[0].variable, "KMS_ENCRYPTED_DB");
+        assert_eq!(bad[0].kind, SHUSH_KIND);
         assert_eq!(bad[0].reason.class, Class::Malformed);
+    }
+
+    #[test]
+    fn report_rows_carry_grants_and_what_was_asked_for() {
+        let plan = Plan::new(
+            env(&[("K", "kms:AQI="), ("P", "ssm:/gone:3")]),
+            &Options::default(),
+        );
+        let outcomes: Outcomes = [
+            (
+                id_of(&plan, kms_blob(&[1, 2])),
+                Ok(Fetched {
+                    source: Some("arn:aws:kms:r:1:key/k".into()),
+                    ..Fetched::plain(Secret::new(b"x".to_vec()))
+                }),
+            ),
+            (
+                id_of(&plan, ssm_name("/gone")),
+                Err(Reason::new(Class::NotFound, "gone")),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let rows = plan.report(&outcomes);
+        assert_eq!(rows[0].source.as_deref(), Some("arn:aws:kms:r:1:key/k"));
+        assert!(matches!(&rows[0].grant, Some(Grant::Kms(g)) if g.key == "arn:aws:kms:r:1:key/k"));
+        assert_eq!(rows[1].source.as_deref(), Some("/gone:3"));
+        assert_eq!(rows[1].grant, None);
+        assert!(rows[1].status.is_err());
     }
 }

@@ -19,9 +19,9 @@
 
 use crate::error::{Class, Reason};
 use crate::secret::Secret;
+use crate::value::Context;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use std::collections::BTreeMap;
 
 /// The text prefix after `kms:`.
 pub const V1_TAG: &str = "v1:";
@@ -35,9 +35,6 @@ const BOUND: u8 = 0b01;
 const ENVELOPE: u8 = 0b10;
 const NONCE_LEN: usize = 12;
 const AAD_PREFIX: &[u8] = b"kms-env:v1";
-
-/// A KMS encryption context.
-pub type Context = BTreeMap<String, String>;
 
 /// A decoded `kms:v1:` value.
 #[derive(Debug, Clone, PartialEq, Eq)]

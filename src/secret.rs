@@ -8,7 +8,7 @@ use std::fmt;
 use zeroize::Zeroizing;
 
 /// Plaintext bytes, redacted in `Debug`, zeroized on drop.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(Zeroizing<Vec<u8>>);
 
 impl Secret {

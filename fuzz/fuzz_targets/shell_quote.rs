@@ -4,7 +4,7 @@
 
 use kms_env::cli::ExportFormat;
 use kms_env::export::render;
-use kms_env::plan::Value;
+use kms_env::value::Value;
 use kms_env::secret::Secret;
 use libfuzzer_sys::fuzz_target;
 

@@ -1,7 +1,8 @@
 //! `kms-env check`: resolve every reference of the environment or of a file without printing
-//! any value; print a table (or the minimal IAM policy) and exit with the DESIGN §4 taxonomy.
+//! any value; print a table (or the minimal IAM policy) and exit with the taxonomy of README "Exit codes".
 
-use super::{lookups, options, read_dotenv, write_stdout};
+use super::files::read_dotenv;
+use super::{lookups, options, write_stdout};
 use crate::cli::{CheckArgs, Global};
 use crate::envfile::REGION_VAR;
 use crate::error::{Error, Failure};
@@ -27,7 +28,7 @@ pub fn check(global: &Global, args: CheckArgs) -> Result<(), Error> {
         None => (std::env::vars_os().collect(), None),
     };
     let plan = Plan::new(vars, &options(global, false));
-    let outcomes = lookups(global, &plan, fallback.as_deref())?;
+    let outcomes = lookups(global, &plan, fallback.as_deref());
     let rows = plan.report(&outcomes);
     drop(outcomes);
     if args.iam_policy {

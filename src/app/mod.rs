@@ -2,39 +2,47 @@
 //!
 //! This is the only module that touches the process environment, files, stdin and stdout;
 //! everything it calls is either pure (`plan`, `reference`, `envfile`, `dotenv`, `export`,
-//! `sealed`) or behind the resolver ports. `envfile` holds the original kms-env's file
-//! commands, `encode` the `encrypt` command, `check` the preflight.
+//! `sealed`) or behind the source ports. One file per command; `files` holds the file I/O the
+//! env-file commands share. [`with_aws`] is the one place that runs AWS work under the
+//! deadline. See ARCHITECTURE.md.
 
+mod add;
 mod check;
-mod encode;
-mod envfile;
+mod decrypt;
+mod encrypt;
+mod exec;
+mod export;
+mod files;
+mod init;
+mod show;
 
-use crate::cli::{Cli, Command, DecryptArgs, ExecArgs, ExportArgs, Global, LogLevel};
+use crate::aws::{jitter, load_config};
+use crate::cli::{Cli, Command, Global, LogLevel};
 use crate::error::{Class, Error, Reason};
-use crate::exec;
-use crate::plan::{DATA_KEY_VAR, Options, Outcomes, Plan, Value, Vars};
-use crate::reference::{KMS_PREFIX, has_reference_prefix};
-use crate::resolve::aws::{AwsKms, AwsSsm, load_config};
-use crate::resolve::resolve;
+use crate::plan::{Options, Plan};
+use crate::source::kms::AwsKms;
+use crate::source::ssm::AwsSsm;
+use crate::source::{Clients, Outcomes, resolve};
+use crate::value::Vars;
+use aws_config::SdkConfig;
 use std::ffi::OsString;
-use std::future::Future;
 use std::io::{Read, Write};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::Path;
-use tracing::{debug, info, warn};
+use std::os::unix::ffi::OsStringExt;
+use tokio::time::Instant;
+use tracing::{debug, info};
 
 /// Runs one command line and returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
     init_logging(&cli.global);
     let global = &cli.global;
     let result = match cli.command {
-        Command::Exec(args) => exec_command(global, args),
-        Command::Encrypt(args) => encode::encrypt(global, args).map(|()| 0),
-        Command::Decrypt(args) => decrypt(global, args).map(|()| 0),
-        Command::Export(args) => export(global, args).map(|()| 0),
-        Command::Init(args) => envfile::init(global, args).map(|()| 0),
-        Command::Add(args) => envfile::add(global, args).map(|()| 0),
-        Command::Show(args) => envfile::show(global, args).map(|()| 0),
+        Command::Exec(args) => exec::exec(global, args),
+        Command::Encrypt(args) => encrypt::encrypt(global, args).map(|()| 0),
+        Command::Decrypt(args) => decrypt::decrypt(global, args).map(|()| 0),
+        Command::Export(args) => export::export(global, args).map(|()| 0),
+        Command::Init(args) => init::init(global, args).map(|()| 0),
+        Command::Add(args) => add::add(global, args).map(|()| 0),
+        Command::Show(args) => show::show(global, args).map(|()| 0),
         Command::Check(args) => check::check(global, args).map(|()| 0),
     };
     match result {
@@ -78,34 +86,26 @@ fn init_logging(global: &Global) {
         .try_init();
 }
 
-/// Runs `fut` on a fresh current-thread runtime that is gone when this returns.
-fn block_on<F: Future>(fut: F) -> Result<F::Output, Error> {
+/// Runs `work` with the AWS configuration under the one deadline (`--timeout`, which `work` is
+/// given too), on a fresh current-thread runtime that is gone when this returns: loading the
+/// configuration counts against the deadline, and nothing runs past it. `fallback_region` is an
+/// env file's region.
+fn with_aws<T>(
+    global: &Global,
+    fallback_region: Option<&str>,
+    work: impl AsyncFnOnce(&SdkConfig, Instant) -> Result<T, Reason>,
+) -> Result<T, Reason> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|source| Error::Io {
-            what: "cannot start the async runtime".into(),
-            source,
+        .map_err(|e| {
+            Reason::new(
+                Class::Config,
+                format!("cannot start the async runtime: {e}"),
+            )
         })?;
-    let out = rt.block_on(fut);
-    // Do not wait for lingering tasks (a DNS lookup past the deadline): we exec or exit next.
-    rt.shutdown_background();
-    Ok(out)
-}
-
-fn timed_out() -> Reason {
-    Reason::new(Class::TimedOut, "no answer before the deadline")
-}
-
-/// Runs `work` with a KMS client under the deadline (which `work` is given too);
-/// `fallback_region` is an env file's region.
-fn with_kms<T>(
-    global: &Global,
-    fallback_region: Option<&str>,
-    work: impl AsyncFnOnce(&AwsKms, tokio::time::Instant) -> Result<T, Reason>,
-) -> Result<T, Error> {
-    block_on(async {
-        let deadline = tokio::time::Instant::now() + global.timeout;
+    let out = rt.block_on(async {
+        let deadline = Instant::now() + global.timeout;
         let run = async {
             let config = load_config(
                 global.region.clone(),
@@ -113,13 +113,21 @@ fn with_kms<T>(
                 global.timeout,
             )
             .await?;
-            work(&AwsKms::new(&config), deadline).await
+            debug!(region = ?config.region(), "AWS configuration loaded");
+            work(&config, deadline).await
         };
         tokio::time::timeout_at(deadline, run)
             .await
-            .unwrap_or_else(|_| Err(timed_out()))
-    })?
-    .map_err(Error::Value)
+            .unwrap_or_else(|_| {
+                Err(Reason::new(
+                    Class::TimedOut,
+                    "no answer before the deadline",
+                ))
+            })
+    });
+    // Do not wait for lingering tasks (a DNS lookup past the deadline): we exec or exit next.
+    rt.shutdown_background();
+    out
 }
 
 /// Planning options from the command line.
@@ -132,57 +140,35 @@ fn options(global: &Global, keep_references: bool) -> Options {
 
 /// Looks up everything `plan` needs; without references, no AWS configuration is loaded.
 /// `fallback_region` (an env file's `AWS_REGION`) is used when no region is configured.
-fn lookups(global: &Global, plan: &Plan, fallback_region: Option<&str>) -> Result<Outcomes, Error> {
+fn lookups(global: &Global, plan: &Plan, fallback_region: Option<&str>) -> Outcomes {
     if plan.is_empty() {
         debug!("no references to resolve; AWS configuration not loaded");
-        return Ok(Outcomes::default());
+        return Outcomes::default();
     }
     if !global.start_jitter.is_zero() {
-        let pause = global.start_jitter.mul_f64(crate::resolve::aws::jitter());
+        let pause = global.start_jitter.mul_f64(jitter());
         debug!("start jitter: waiting {} ms", pause.as_millis());
         std::thread::sleep(pause);
     }
-    info!(
-        "resolving {} KMS ciphertexts and {} SSM parameters in {} GetParameters calls",
-        plan.kms.len(),
-        plan.ssm.len(),
-        plan.batches.len()
-    );
-    block_on(async {
-        let deadline = tokio::time::Instant::now() + global.timeout;
-        let config = load_config(
-            global.region.clone(),
-            fallback_region.map(str::to_owned),
-            global.timeout,
-        );
-        match tokio::time::timeout_at(deadline, config).await {
-            Ok(Err(reason)) => plan.fail_all(reason),
-            Ok(Ok(config)) => {
-                debug!(region = ?config.region(), "AWS configuration loaded");
-                resolve(plan, &AwsKms::new(&config), &AwsSsm::new(&config), deadline).await
-            }
-            Err(_) => plan.fail_all(Reason::new(
-                Class::TimedOut,
-                "loading the AWS configuration did not finish before the deadline",
-            )),
-        }
+    info!("resolving {}", plan.lookups.summary());
+    with_aws(global, fallback_region, async |config, deadline| {
+        let (kms, ssm) = (AwsKms::new(config), AwsSsm::new(config));
+        let clients = Clients {
+            kms: &kms,
+            ssm: &ssm,
+        };
+        Ok(resolve(&plan.lookups, &clients, deadline).await)
     })
+    .unwrap_or_else(|reason| Outcomes::fail_all(&plan.lookups, &reason))
 }
 
 /// Resolves every reference in `plan` into the final variables.
 fn resolve_plan(global: &Global, plan: Plan, fallback_region: Option<&str>) -> Result<Vars, Error> {
     let started = std::time::Instant::now();
-    let outcomes = lookups(global, &plan, fallback_region)?;
+    let outcomes = lookups(global, &plan, fallback_region);
     let vars = plan.apply(outcomes).map_err(Error::Resolve)?;
     info!("resolved in {} ms", started.elapsed().as_millis());
     Ok(vars)
-}
-
-fn exec_command(global: &Global, args: ExecArgs) -> Result<u8, Error> {
-    let plan = Plan::new(std::env::vars_os(), &options(global, args.keep_references));
-    debug!("{} variables hold references", plan.reference_count());
-    let vars = resolve_plan(global, plan, None)?;
-    exec::exec(&args.command, vars, args.init)
 }
 
 /// The value from the command line, or all of stdin when absent or `-`.
@@ -202,39 +188,6 @@ fn read_value(value: Option<OsString>) -> Result<Vec<u8>, Error> {
     }
 }
 
-/// Reads a UTF-8 text file; a missing one is `NotFound` (66).
-fn read_text(path: &Path) -> Result<String, Error> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::Value(Reason::new(
-                Class::NotFound,
-                format!("{} does not exist", path.display()),
-            ))
-        } else {
-            Error::Io {
-                what: format!("cannot read {}", path.display()),
-                source: e,
-            }
-        }
-    })?;
-    String::from_utf8(bytes).map_err(|_| {
-        Error::Value(Reason::new(
-            Class::Malformed,
-            format!("{} is not UTF-8 text", path.display()),
-        ))
-    })
-}
-
-/// Reads and parses a dotenv file.
-fn read_dotenv(path: &Path) -> Result<Vec<crate::dotenv::Pair>, Error> {
-    crate::dotenv::parse(&read_text(path)?).map_err(|e| {
-        Error::Value(Reason::new(
-            Class::Malformed,
-            format!("{}: {e}", path.display()),
-        ))
-    })
-}
-
 fn write_stdout(bytes: &[u8]) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     out.write_all(bytes)
@@ -243,54 +196,4 @@ fn write_stdout(bytes: &[u8]) -> Result<(), Error> {
             what: "cannot write to stdout".into(),
             source,
         })
-}
-
-fn decrypt(global: &Global, args: DecryptArgs) -> Result<(), Error> {
-    let input = read_value(args.value)?;
-    let input = input.trim_ascii();
-    let value = if has_reference_prefix(input) {
-        input.to_vec()
-    } else {
-        [KMS_PREFIX.as_bytes(), input].concat()
-    };
-    // A secure: value of the original kms-env needs the environment's data key.
-    let mut env: Vec<(OsString, OsString)> = std::env::var_os(DATA_KEY_VAR)
-        .map(|k| (OsString::from(DATA_KEY_VAR), k))
-        .into_iter()
-        .collect();
-    let name = args.name.unwrap_or_else(|| "VALUE".to_owned());
-    env.push((OsString::from(name), OsString::from_vec(value)));
-    let plan = Plan::new(env, &options(global, false));
-    // One value: report its reason, not a list of variables.
-    let vars = resolve_plan(global, plan, None).map_err(|e| match e {
-        Error::Resolve(mut failures) if !failures.is_empty() => {
-            Error::Value(failures.swap_remove(0).reason)
-        }
-        other => other,
-    })?;
-    match vars.last() {
-        Some((_, Value::Secret(s))) => write_stdout(s.expose()),
-        Some((_, Value::Plain(p))) => write_stdout(p.as_bytes()),
-        None => Err(Error::Usage("nothing to decrypt".into())),
-    }
-}
-
-fn export(global: &Global, args: ExportArgs) -> Result<(), Error> {
-    let plan = Plan::new(std::env::vars_os(), &options(global, args.keep_references));
-    let vars = resolve_plan(global, plan, None)?;
-    let selected: Vars = if args.all {
-        vars
-    } else {
-        vars.into_iter()
-            .filter(|(_, v)| matches!(v, Value::Secret(_)))
-            .collect()
-    };
-    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        warn!("export prints secrets in plaintext to a terminal");
-    }
-    let (text, skipped) = crate::export::render(&selected, args.format).map_err(Error::Value)?;
-    for name in skipped {
-        warn!("{name} is left out: the format cannot hold it");
-    }
-    write_stdout(text.expose())
 }

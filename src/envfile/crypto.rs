@@ -1,4 +1,4 @@
-//! The original kms-env's value cipher (DESIGN §5): AES-256-CTR under the 32-byte data key.
+//! The original kms-env's value cipher (README "`init`, `add`, `show`"; ARCHITECTURE.md): AES-256-CTR under the 32-byte data key.
 //!
 //! Current values are `<hex iv>$<hex ciphertext>`, the IV being the initial 128-bit big-endian
 //! counter block. Legacy values (no `$`) came from Node's `crypto.createCipher`, which derives

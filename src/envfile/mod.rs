@@ -1,4 +1,4 @@
-//! The original kms-env's env files (DESIGN §5), pure: parsing, editing and rendering.
+//! The original kms-env's env files (README "`init`, `add`, `show`"), pure: parsing, editing and rendering.
 //!
 //! A file is `KEY=VALUE` lines; `KMS_DATA_KEY` and `AWS_REGION` come first. Versions up to 0.2.0
 //! wrote `KEY = VALUE`, so whitespace around the key and the value is trimmed on reading, as the
@@ -9,7 +9,7 @@
 pub mod crypto;
 
 pub use crate::dotenv::ParseError;
-use crate::plan::DATA_KEY_VAR;
+use crate::source::kms::DATA_KEY_VAR;
 
 /// The variable holding the data key's region.
 pub const REGION_VAR: &str = "AWS_REGION";

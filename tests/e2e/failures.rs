@@ -1,5 +1,5 @@
 //! Fail closed: every failure is reported together, the application never starts, the exit
-//! code follows DESIGN §4 and no plaintext is ever printed.
+//! code follows README "Exit codes" and no plaintext is ever printed.
 
 use crate::common::*;
 use base64::Engine as _;

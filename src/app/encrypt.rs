@@ -4,21 +4,21 @@
 //! values, as an AES-256-GCM envelope); it never decrypts. Values that are already references
 //! are left as they are, so re-running on the output changes nothing.
 
-use super::{read_dotenv, read_value, with_kms, write_stdout};
+use super::files::read_dotenv;
+use super::{read_value, with_aws, write_stdout};
 use crate::cli::{EncodeFormat, EncryptArgs, Global};
-use crate::dotenv;
+use crate::dotenv::{self, Pair};
 use crate::error::{Class, Error, Reason};
-use crate::reference::{KMS_PREFIX, has_reference_prefix};
-use crate::resolve::aws::AwsKms;
-use crate::sealed::{self, Context, KMS_MAX_PLAINTEXT, Sealed, V1_TAG, context_for};
+use crate::reference::has_reference_prefix;
+use crate::sealed::{self, KMS_MAX_PLAINTEXT, Sealed, V1_TAG, context_for};
 use crate::secret::Secret;
+use crate::source::kms::{AwsKms, KMS_PREFIX, Kms};
+use crate::value::{Context, MAX_ENV_STRING};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use futures_util::future::try_join_all;
 use tracing::warn;
 
-/// Linux's limit for one environment string (`NAME=VALUE` and its NUL): MAX_ARG_STRLEN.
-pub const MAX_ENV_STRING: usize = 128 * 1024;
 /// The largest data-key blob we allow for in size estimates.
 const MAX_DATA_KEY_BLOB: usize = 1024;
 
@@ -57,7 +57,7 @@ fn check_plaintext(plaintext: &[u8], name: Option<&str>) -> Result<(), Reason> {
 
 /// Encrypts one plaintext into the right textual form.
 async fn seal_value(
-    kms: &AwsKms,
+    kms: &impl Kms,
     key_id: &str,
     plaintext: &Secret,
     user_context: &Context,
@@ -128,9 +128,17 @@ pub fn encrypt(global: &Global, args: EncryptArgs) -> Result<(), Error> {
     }
     check_plaintext(plaintext.expose(), bound).map_err(Error::Value)?;
     let context = global.context();
-    let value = with_kms(global, None, async |kms, _| {
-        seal_value(kms, &args.key_id, &plaintext, &context, bound).await
-    })?;
+    let value = with_aws(global, None, async |config, _| {
+        seal_value(
+            &AwsKms::new(config),
+            &args.key_id,
+            &plaintext,
+            &context,
+            bound,
+        )
+        .await
+    })
+    .map_err(Error::Value)?;
     check_fits(bound, &value).map_err(Error::Value)?;
     write_stdout(format!("{value}\n").as_bytes())
 }
@@ -176,22 +184,11 @@ fn encrypt_file(global: &Global, args: &EncryptArgs) -> Result<(), Error> {
         }
     }
     let context = global.context();
-    let values: Vec<String> = with_kms(global, None, async |kms, _| {
-        try_join_all(pairs.iter().map(|p| {
-            let context = &context;
-            async move {
-                if !selected(&p.key, &p.value) {
-                    return Ok(p.value.clone());
-                }
-                let plaintext = Secret::new(p.value.as_bytes().to_vec());
-                let bound = bind.then_some(p.key.as_str());
-                seal_value(kms, &args.key_id, &plaintext, context, bound)
-                    .await
-                    .map_err(|r| Reason::new(r.class, format!("{}: {}", p.key, r.detail)))
-            }
-        }))
-        .await
-    })?;
+    let values: Vec<String> = with_aws(global, None, async |config, _| {
+        let kms = AwsKms::new(config);
+        encode_pairs(&kms, &args.key_id, &pairs, &selected, bind, &context).await
+    })
+    .map_err(Error::Value)?;
     for (p, v) in pairs.iter().zip(&values) {
         check_fits(Some(&p.key), v).map_err(Error::Value)?;
     }
@@ -199,6 +196,29 @@ fn encrypt_file(global: &Global, args: &EncryptArgs) -> Result<(), Error> {
     let out =
         Secret::new(render(args.format, keys.zip(values.iter().map(String::as_str))).into_bytes());
     write_stdout(out.expose())
+}
+
+/// Encrypts the `selected` values of `pairs`, all concurrently (bound to their keys with
+/// `bind`); the others pass through. Nothing comes back unless every value was encrypted.
+async fn encode_pairs(
+    kms: &impl Kms,
+    key_id: &str,
+    pairs: &[Pair],
+    selected: &impl Fn(&str, &str) -> bool,
+    bind: bool,
+    context: &Context,
+) -> Result<Vec<String>, Reason> {
+    try_join_all(pairs.iter().map(|p| async move {
+        if !selected(&p.key, &p.value) {
+            return Ok(p.value.clone());
+        }
+        let plaintext = Secret::new(p.value.as_bytes().to_vec());
+        let bound = bind.then_some(p.key.as_str());
+        seal_value(kms, key_id, &plaintext, context, bound)
+            .await
+            .map_err(|r| Reason::new(r.class, format!("{}: {}", p.key, r.detail)))
+    }))
+    .await
 }
 
 /// `open`, one indented item per line, `close`; `[]` / `{}` when empty.
@@ -247,6 +267,62 @@ mod tests {
         assert!(check_plaintext(&[b'x'; 200 * 1024], Some("CERT")).is_err());
         assert!(check_plaintext(b"", None).is_err());
         assert!(check_plaintext(b"a\0", None).is_err());
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn encoding_encrypts_small_values_seals_large_ones_and_never_decrypts() {
+        use crate::source::kms::fake::FakeKms;
+        let pair = |k: &str, v: String| Pair {
+            key: k.into(),
+            value: v,
+        };
+        let pairs = vec![
+            pair("SMALL", "hunter2".into()),
+            pair("LARGE", "x".repeat(KMS_MAX_PLAINTEXT + 1)),
+            pair("REF", "ssm:/already/a/reference".into()),
+            pair("SKIPPED", "stays".into()),
+        ];
+        let kms = FakeKms::default();
+        let selected = |k: &str, v: &str| k != "SKIPPED" && !has_reference_prefix(v.as_bytes());
+        let out = block_on(encode_pairs(
+            &kms,
+            "alias/k",
+            &pairs,
+            &selected,
+            false,
+            &Context::new(),
+        ))
+        .unwrap();
+        // The fake encrypts by reversing the bytes.
+        assert_eq!(out[0], format!("kms:{}", STANDARD.encode(b"2retnuh")));
+        assert!(out[1].starts_with("kms:v1:"), "an envelope");
+        assert_eq!(out[2], "ssm:/already/a/reference");
+        assert_eq!(out[3], "stays");
+        assert_eq!(kms.count("Encrypt"), 1);
+        assert_eq!(kms.count("GenerateDataKey"), 1);
+        assert_eq!(kms.count("Decrypt"), 0);
+
+        // Bound: every value is a kms:v1: value bound to its key.
+        let bound = block_on(encode_pairs(
+            &kms,
+            "alias/k",
+            &pairs[..1],
+            &selected,
+            true,
+            &Context::new(),
+        ))
+        .unwrap();
+        let blob = STANDARD
+            .decode(bound[0].strip_prefix("kms:v1:").unwrap())
+            .unwrap();
+        assert!(Sealed::decode(&blob).unwrap().bound);
     }
 
     #[test]

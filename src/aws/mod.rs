@@ -1,5 +1,7 @@
-//! AWS SDK adapters for the [`Kms`] and [`Ssm`] ports, and the mapping of SDK errors to a
-//! [`Reason`].
+//! What every AWS source shares: loading the SDK configuration, clients per region, the
+//! start-up retry rules around one call ([`call`]), and the mapping of SDK errors to a
+//! [`Reason`] ([`classify`]). The service calls themselves live in their source modules
+//! (`crate::source::kms`, `ssm`, `sm`); see ARCHITECTURE.md.
 //!
 //! Configuration comes from `aws-config`'s default chain (environment, profile, web identity,
 //! ECS container credentials, IMDS), so `AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL[_KMS|_SSM]`,
@@ -14,21 +16,18 @@
 //! failing, while an unreachable endpoint still fails within seconds. Every call records what
 //! its attempts saw, so a deadline that passes while AWS is throttling is reported as such.
 
-use super::{Kms, Parameter, Ssm};
+pub mod region;
+pub mod tls;
+
 use crate::error::{Class, Reason};
-use crate::plan::Resolved;
-use crate::sealed::Context;
-use crate::secret::Secret;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_kms::config::http::HttpResponse;
 use aws_sdk_kms::config::interceptors::FinalizerInterceptorContextRef;
 use aws_sdk_kms::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_kms::primitives::Blob;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -85,9 +84,10 @@ struct AttemptLog {
     last_error: Option<(Class, String)>,
 }
 
-/// Shared with the interceptor of one call.
+/// What the attempts of one call saw, shared with the interceptor that [`call`] hands to the
+/// request (`.customize().interceptor(attempts)`).
 #[derive(Debug, Clone, Default)]
-struct Attempts(Arc<Mutex<AttemptLog>>);
+pub struct Attempts(Arc<Mutex<AttemptLog>>);
 
 impl Attempts {
     /// The reason to give when the deadline passes.
@@ -177,16 +177,26 @@ pub fn jitter() -> f64 {
 /// that ends throttled, or with its attempts timing out (a slow, overloaded service), is made
 /// again after a jittered pause (growing up to twice [`MAX_BACKOFF`]) for as long as the deadline
 /// allows. Other failures (refused connections, 5xx after retries, denials) end it at once.
-async fn bounded<T, F: Future<Output = Result<T, Reason>>>(
+/// `send` builds and sends the request with the given interceptor attached; `codes` is the
+/// service's own error codes (see [`classify`]).
+pub async fn call<T, E, F>(
     deadline: Instant,
-    attempts: &Attempts,
-    mut call: impl FnMut() -> F,
-) -> Result<T, Reason> {
+    codes: Codes,
+    mut send: impl FnMut(Attempts) -> F,
+) -> Result<T, Reason>
+where
+    F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let attempts = Attempts::default();
     let mut round: u32 = 0;
     loop {
-        let result = tokio::time::timeout_at(deadline, call())
-            .await
-            .unwrap_or_else(|_| Err(attempts.deadline_reason()));
+        let sent = send(attempts.clone());
+        let result = tokio::time::timeout_at(deadline, async {
+            sent.await.map_err(|e| classify(e, codes))
+        })
+        .await
+        .unwrap_or_else(|_| Err(attempts.deadline_reason()));
         match result {
             Err(reason) if matches!(reason.class, Class::Throttled | Class::TimedOut) => {
                 let cap = (MAX_BACKOFF * 2).min(INITIAL_BACKOFF * 2u32.saturating_pow(round + 3));
@@ -211,194 +221,59 @@ pub async fn load_config(
     deadline_len: Duration,
 ) -> Result<SdkConfig, Reason> {
     let loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(super::tls::http_client()?)
-        .region(super::region::chain(region, fallback));
+        .http_client(tls::http_client()?)
+        .region(region::chain(region, fallback));
     Ok(tune_for_startup(loader.load().await, deadline_len))
 }
 
-/// What `GenerateDataKey` returns.
-pub struct DataKeyResponse {
-    /// The encrypted data key.
-    pub blob: Vec<u8>,
-    /// The plaintext data key.
-    pub plaintext: Secret,
-    /// The ARN of the KMS key that encrypted it.
-    pub key_arn: String,
+/// The configuration error for a call without a region.
+pub fn no_region() -> Reason {
+    Reason::new(Class::Config, region::tried())
 }
 
-fn no_region() -> Reason {
-    Reason::new(Class::Config, super::region::tried())
-}
-
-/// KMS through the AWS SDK, in the configured region.
-pub struct AwsKms {
-    client: Option<aws_sdk_kms::Client>,
-}
-
-impl AwsKms {
-    /// A KMS client for `config`'s region (calls fail with a configuration error without one).
-    pub fn new(config: &SdkConfig) -> Self {
-        AwsKms {
-            client: config.region().map(|_| aws_sdk_kms::Client::new(config)),
-        }
-    }
-
-    fn client(&self) -> Result<&aws_sdk_kms::Client, Reason> {
-        self.client.as_ref().ok_or_else(no_region)
-    }
-
-    /// KMS `Encrypt` of `plaintext` under `key_id` with `context`; returns the ciphertext blob.
-    pub async fn encrypt(
-        &self,
-        key_id: &str,
-        plaintext: &Secret,
-        context: &Context,
-    ) -> Result<Vec<u8>, Reason> {
-        let out = self
-            .client()?
-            .encrypt()
-            .key_id(key_id)
-            .plaintext(Blob::new(plaintext.expose()))
-            .set_encryption_context(aws_context(context))
-            .send()
-            .await
-            .map_err(classify)?;
-        out.ciphertext_blob
-            .map(Blob::into_inner)
-            .ok_or_else(|| Reason::new(Class::ServiceError, "KMS returned no ciphertext"))
-    }
-}
-
-impl AwsKms {
-    /// KMS `GenerateDataKey` with `AES_256` under `key_id` with `context`.
-    pub async fn generate_data_key(
-        &self,
-        key_id: &str,
-        context: &Context,
-    ) -> Result<DataKeyResponse, Reason> {
-        let out = self
-            .client()?
-            .generate_data_key()
-            .key_id(key_id)
-            .set_encryption_context(aws_context(context))
-            .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
-            .send()
-            .await
-            .map_err(classify)?;
-        let missing = || Reason::new(Class::ServiceError, "KMS returned an incomplete data key");
-        Ok(DataKeyResponse {
-            blob: out.ciphertext_blob.ok_or_else(missing)?.into_inner(),
-            plaintext: Secret::new(out.plaintext.ok_or_else(missing)?.into_inner()),
-            key_arn: out.key_id.ok_or_else(missing)?,
-        })
-    }
-}
-
-impl Kms for AwsKms {
-    async fn decrypt(
-        &self,
-        blob: &[u8],
-        context: &Context,
-        deadline: Instant,
-    ) -> Result<Resolved, Reason> {
-        let attempts = Attempts::default();
-        let client = self.client()?;
-        let out = bounded(deadline, &attempts, || {
-            let call = client
-                .decrypt()
-                .ciphertext_blob(Blob::new(blob))
-                .set_encryption_context(aws_context(context))
-                .customize()
-                .interceptor(attempts.clone())
-                .send();
-            async { call.await.map_err(classify) }
-        })
-        .await?;
-        let secret = out
-            .plaintext
-            .map(|p| Secret::new(p.into_inner()))
-            .ok_or_else(|| Reason::new(Class::ServiceError, "KMS returned no plaintext"))?;
-        Ok(Resolved {
-            secret,
-            source: out.key_id,
-            version: None,
-        })
-    }
-}
-
-/// The SDK's form of an encryption context; `None` when empty.
-fn aws_context(context: &Context) -> Option<HashMap<String, String>> {
-    (!context.is_empty()).then(|| context.clone().into_iter().collect())
-}
-
-/// Parameter Store through the AWS SDK; ARN references go to the ARN's region.
-pub struct AwsSsm {
+/// One service's clients: one for the configured region, made once, and one per other region
+/// on demand (references by ARN go to the ARN's region).
+pub struct Regional<C> {
     config: SdkConfig,
-    default: Option<aws_sdk_ssm::Client>,
+    default: Option<C>,
+    make: fn(&SdkConfig) -> C,
 }
 
-impl AwsSsm {
-    /// An SSM client for `config`'s region, and the means to make one for other regions.
-    pub fn new(config: &SdkConfig) -> Self {
-        AwsSsm {
+impl<C: Clone> Regional<C> {
+    /// Clients made by `make` (e.g. `aws_sdk_ssm::Client::new`) from `config`.
+    pub fn new(config: &SdkConfig, make: fn(&SdkConfig) -> C) -> Self {
+        Regional {
             config: config.clone(),
-            default: config.region().map(|_| aws_sdk_ssm::Client::new(config)),
+            default: config.region().map(|_| make(config)),
+            make,
         }
     }
 
-    fn client(&self, region: Option<&str>) -> Result<aws_sdk_ssm::Client, Reason> {
+    /// The client for `region` (`None` = the configured one; a configuration error without one).
+    pub fn client(&self, region: Option<&str>) -> Result<C, Reason> {
         match region {
-            None => self.default.clone().ok_or_else(no_region),
-            Some(r) if self.config.region().is_some_and(|c| c.as_ref() == r) => {
-                self.default.clone().ok_or_else(no_region)
-            }
-            Some(r) => Ok(aws_sdk_ssm::Client::from_conf(
-                aws_sdk_ssm::config::Builder::from(&self.config)
+            Some(r) if self.config.region().is_none_or(|c| c.as_ref() != r) => {
+                let config = self
+                    .config
+                    .to_builder()
                     .region(Region::new(r.to_owned()))
-                    .build(),
-            )),
+                    .build();
+                Ok((self.make)(&config))
+            }
+            _ => self.default.clone().ok_or_else(no_region),
         }
     }
 }
 
-impl Ssm for AwsSsm {
-    async fn get_parameters(
-        &self,
-        region: Option<&str>,
-        names: &[String],
-        deadline: Instant,
-    ) -> Result<Vec<Parameter>, Reason> {
-        let attempts = Attempts::default();
-        let client = self.client(region)?;
-        let out = bounded(deadline, &attempts, || {
-            let call = client
-                .get_parameters()
-                .set_names(Some(names.to_vec()))
-                .with_decryption(true)
-                .customize()
-                .interceptor(attempts.clone())
-                .send();
-            async { call.await.map_err(classify) }
-        })
-        .await?;
-        Ok(out
-            .parameters
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|p| {
-                Some(Parameter {
-                    name: p.name?,
-                    arn: p.arn,
-                    version: Some(p.version),
-                    value: Secret::from(p.value?),
-                })
-            })
-            .collect())
-    }
-}
+/// A service's own error codes: the class for `code` (with its `message`), or `None` to use the
+/// codes every AWS service shares.
+pub type Codes = fn(code: &str, message: &str) -> Option<Class>;
 
-/// Maps any SDK error to a reason class with a detail that names the AWS error code.
-pub fn classify<E>(err: SdkError<E, HttpResponse>) -> Reason
+/// Maps any SDK error to a reason class with a detail that names the AWS error code. `codes`
+/// knows the service's own codes; the shared ones (throttling, denials, validation) are here. An
+/// HTTP 403 that is not the service's own error (an IAM, proxy or firewall answer in XML or HTML)
+/// is access denied, whatever the service.
+pub fn classify<E>(err: SdkError<E, HttpResponse>, codes: Codes) -> Reason
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -407,15 +282,18 @@ where
     }
     match &err {
         SdkError::ServiceError(ctx) => {
-            let code = ctx.err().code().unwrap_or("unknown");
-            let message = ctx.err().message().unwrap_or_default();
             let status = ctx.raw().status().as_u16();
+            let Some(code) = ctx.err().code() else {
+                return unrecognised(status);
+            };
+            let message = ctx.err().message().unwrap_or_default();
             let detail = if message.is_empty() {
                 format!("{code} (HTTP {status})")
             } else {
                 format!("{code}: {message}")
             };
-            Reason::new(class_of_code(code, status), detail)
+            let class = codes(code, message).unwrap_or_else(|| class_of_code(code, status));
+            Reason::new(class, detail)
         }
         SdkError::TimeoutError(_) => Reason::new(Class::TimedOut, "the SDK's timeout passed"),
         SdkError::DispatchFailure(d) => {
@@ -426,6 +304,7 @@ where
             };
             Reason::new(Class::Unreachable, detail)
         }
+        SdkError::ResponseError(ctx) if ctx.raw().status().as_u16() == 403 => unrecognised(403),
         SdkError::ResponseError(_) => Reason::new(
             Class::Unreachable,
             format!("unusable response: {}", DisplayErrorContext(&err)),
@@ -434,6 +313,20 @@ where
     }
 }
 
+/// An error answer without a service error code.
+fn unrecognised(status: u16) -> Reason {
+    if status == 403 {
+        Reason::new(
+            Class::AccessDenied,
+            "HTTP 403 without a service error code: denied by an IAM, proxy or firewall \
+             answer in front of the service",
+        )
+    } else {
+        Reason::new(Class::ServiceError, format!("unknown (HTTP {status})"))
+    }
+}
+
+/// The classes of the error codes every AWS service shares.
 fn class_of_code(code: &str, status: u16) -> Class {
     match code {
         "ThrottlingException"
@@ -451,15 +344,8 @@ fn class_of_code(code: &str, status: u16) -> Class {
         | "MissingAuthenticationToken"
         | "IncompleteSignature"
         | "SignatureDoesNotMatch" => Class::AccessDenied,
-        "InvalidCiphertextException"
-        | "IncorrectKeyException"
-        | "InvalidKeyUsageException"
-        | "DisabledException"
-        | "KMSInvalidStateException"
-        | "InvalidKeyId"
-        | "InvalidGrantTokenException" => Class::BadCiphertext,
-        "NotFoundException" | "ParameterNotFound" | "ParameterVersionNotFound" => Class::NotFound,
         "ValidationException" if status < 500 => Class::Malformed,
+        "" if status == 403 => Class::AccessDenied,
         _ => Class::ServiceError,
     }
 }
@@ -490,25 +376,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn error_codes_map_to_classes() {
+    fn shared_error_codes_map_to_classes() {
         assert_eq!(class_of_code("ThrottlingException", 400), Class::Throttled);
         assert_eq!(
             class_of_code("AccessDeniedException", 400),
             Class::AccessDenied
         );
-        assert_eq!(
-            class_of_code("InvalidCiphertextException", 400),
-            Class::BadCiphertext
-        );
-        assert_eq!(class_of_code("NotFoundException", 400), Class::NotFound);
-        assert_eq!(class_of_code("ParameterNotFound", 400), Class::NotFound);
+        assert_eq!(class_of_code("ValidationException", 400), Class::Malformed);
         assert_eq!(
             class_of_code("InternalServerError", 500),
             Class::ServiceError
         );
-        assert_eq!(
-            class_of_code("KMSInternalException", 500),
-            Class::ServiceError
-        );
+        assert_eq!(class_of_code("", 403), Class::AccessDenied);
+        assert_eq!(unrecognised(403).class, Class::AccessDenied);
+        assert_eq!(unrecognised(502).class, Class::ServiceError);
     }
 }

@@ -1,0 +1,17 @@
+//! `kms-env exec`: resolve the process environment, then replace this process with the
+//! application (or supervise it with `--init`).
+
+use super::{options, resolve_plan};
+use crate::cli::{ExecArgs, Global};
+use crate::error::Error;
+use crate::plan::Plan;
+use tracing::debug;
+
+/// `kms-env exec [--] COMMAND [ARGS...]`; only returns on failure, or with `--init` with the
+/// application's exit code.
+pub fn exec(global: &Global, args: ExecArgs) -> Result<u8, Error> {
+    let plan = Plan::new(std::env::vars_os(), &options(global, args.keep_references));
+    debug!("{} variables hold references", plan.reference_count());
+    let vars = resolve_plan(global, plan, None)?;
+    crate::exec::exec(&args.command, vars, args.init)
+}

@@ -1,0 +1,114 @@
+//! The file I/O the commands share: reading text, dotenv and env files, and replacing a file
+//! atomically. A file is replaced only by renaming a complete, synced temporary file next to
+//! it: a failure or a kill never leaves a truncated or half-encrypted file.
+
+use crate::envfile::EnvFile;
+use crate::error::{Class, Error, Reason};
+use crate::source::kms::{DATA_KEY_VAR, decode_blob};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// Reads a UTF-8 text file; a missing one is `NotFound` (66).
+pub fn read_text(path: &Path) -> Result<String, Error> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::Value(Reason::new(
+                Class::NotFound,
+                format!("{} does not exist", path.display()),
+            ))
+        } else {
+            Error::Io {
+                what: format!("cannot read {}", path.display()),
+                source: e,
+            }
+        }
+    })?;
+    String::from_utf8(bytes).map_err(|_| {
+        Error::Value(Reason::new(
+            Class::Malformed,
+            format!("{} is not UTF-8 text", path.display()),
+        ))
+    })
+}
+
+/// Reads and parses a dotenv file.
+pub fn read_dotenv(path: &Path) -> Result<Vec<crate::dotenv::Pair>, Error> {
+    crate::dotenv::parse(&read_text(path)?).map_err(|e| {
+        Error::Value(Reason::new(
+            Class::Malformed,
+            format!("{}: {e}", path.display()),
+        ))
+    })
+}
+
+pub fn io_error(what: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Io { what, source }
+}
+
+pub fn data_error(class: Class, detail: String) -> Error {
+    Error::Value(Reason::new(class, detail))
+}
+
+/// Reads and parses `path`; a missing file is empty when `missing_ok`.
+pub fn read_file(path: &Path, missing_ok: bool) -> Result<EnvFile, Error> {
+    let missing = matches!(std::fs::symlink_metadata(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+    let text = if missing_ok && missing {
+        String::new()
+    } else {
+        read_text(path)?
+    };
+    EnvFile::parse(&text)
+        .map_err(|e| data_error(Class::Malformed, format!("{}: {e}", path.display())))
+}
+
+/// Replaces `path` with `contents` atomically: a synced temporary file in the same directory,
+/// renamed over it. An existing file keeps its mode; a new one gets 0600.
+pub fn replace_file(path: &Path, contents: &[u8]) -> Result<(), Error> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let what = || format!("cannot write {}", path.display());
+    let mode = match std::fs::metadata(path) {
+        Ok(m) => m.permissions().mode() & 0o7777,
+        Err(_) => 0o600,
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".kms-env-")
+        .tempfile_in(dir)
+        .map_err(io_error(what()))?;
+    tmp.write_all(contents)
+        .and_then(|()| {
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(mode))
+        })
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(io_error(what()))?;
+    tmp.persist(path).map_err(|e| io_error(what())(e.error))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// The decoded `KMS_DATA_KEY` blob of a file.
+pub fn data_key_blob(file: &EnvFile, path: &Path) -> Result<Vec<u8>, Error> {
+    let encoded = file.get(DATA_KEY_VAR).ok_or_else(|| {
+        data_error(
+            Class::Config,
+            format!(
+                "{} has no {DATA_KEY_VAR}; run `kms-env init KEY {}` first",
+                path.display(),
+                path.display()
+            ),
+        )
+    })?;
+    decode_blob(encoded.as_bytes()).map_err(|r| {
+        data_error(
+            r.class,
+            format!("{}: {DATA_KEY_VAR}: {}", path.display(), r.detail),
+        )
+    })
+}

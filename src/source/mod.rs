@@ -1,0 +1,380 @@
+//! The sources of secrets and the one resolver over them.
+//!
+//! A source (KMS in [`kms`], Parameter Store in [`ssm`]) owns
+//! everything about itself: its reference grammar, the distinct lookups its references need and
+//! how they are batched, its AWS call behind a port (a trait with an SDK adapter and fakes in
+//! tests), its error codes, what `check` shows of it and its IAM statement. This module holds the
+//! closed enums that tie them together, so the planner and the resolver stay generic:
+//!
+//! - [`Lookup`]: one distinct thing to fetch (a KMS `Decrypt`, a parameter, a secret version),
+//!   interned in [`Lookups`] under a [`LookupId`];
+//! - [`Use`]: how one variable turns the answers of its lookups into its plaintext;
+//! - [`Outcomes`]: the answers, keyed by lookup id;
+//! - [`Grant`]: what a resolved variable needs from IAM.
+//!
+//! [`resolve`] starts every source's calls at once under one deadline. See ARCHITECTURE.md for
+//! the data flow and how to add a source.
+
+pub mod kms;
+pub mod ssm;
+
+use crate::error::{Class, Reason};
+use crate::secret::Secret;
+use std::collections::HashMap;
+use std::future::Future;
+use tokio::time::{Instant, timeout_at};
+
+/// The id of one distinct lookup in a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LookupId(usize);
+
+/// One distinct thing to fetch.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Lookup {
+    /// A KMS `Decrypt`.
+    Kms(kms::Decrypt),
+    /// A Parameter Store parameter (fetched in `GetParameters` batches).
+    Ssm(ssm::Parameter),
+}
+
+/// The distinct lookups of a plan, each once, in first-seen order.
+#[derive(Debug, Default)]
+pub struct Lookups {
+    list: Vec<Lookup>,
+    index: HashMap<Lookup, LookupId>,
+}
+
+impl Lookups {
+    /// The id of `lookup`, adding it when new.
+    pub fn intern(&mut self, lookup: Lookup) -> LookupId {
+        if let Some(id) = self.index.get(&lookup) {
+            return *id;
+        }
+        let id = LookupId(self.list.len());
+        self.index.insert(lookup.clone(), id);
+        self.list.push(lookup);
+        id
+    }
+
+    /// The lookup with `id`.
+    pub fn get(&self, id: LookupId) -> Option<&Lookup> {
+        self.list.get(id.0)
+    }
+
+    /// Every lookup with its id, in first-seen order.
+    pub fn iter(&self) -> impl Iterator<Item = (LookupId, &Lookup)> {
+        self.list.iter().enumerate().map(|(i, l)| (LookupId(i), l))
+    }
+
+    /// Whether there is nothing to fetch.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// How many lookups there are.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// The lookups of one source, with their ids (`pick` selects and unwraps the variant).
+    pub fn of<'a, T>(
+        &'a self,
+        pick: impl Fn(&'a Lookup) -> Option<&'a T>,
+    ) -> Vec<(LookupId, &'a T)> {
+        self.iter()
+            .filter_map(|(id, l)| pick(l).map(|t| (id, t)))
+            .collect()
+    }
+
+    /// For messages: what will be fetched, per source.
+    pub fn summary(&self) -> String {
+        let parameters = self.of(ssm::pick);
+        format!(
+            "{} KMS ciphertexts and {} SSM parameters in {} GetParameters calls",
+            self.of(kms::pick).len(),
+            parameters.len(),
+            ssm::batches(&parameters).len(),
+        )
+    }
+}
+
+/// What one lookup returned.
+#[derive(Debug, Clone, Default)]
+pub struct Fetched {
+    /// The plaintext.
+    pub secret: Secret,
+    /// The ARN of what answered (the KMS key, the parameter, the secret), when AWS said.
+    pub source: Option<String>,
+    /// The version that answered, as `check` shows it.
+    pub version: Option<String>,
+}
+
+impl Fetched {
+    /// A plaintext with no provenance.
+    pub fn plain(secret: Secret) -> Self {
+        Fetched {
+            secret,
+            ..Fetched::default()
+        }
+    }
+}
+
+/// The answers of the lookups, by id.
+#[derive(Debug, Default)]
+pub struct Outcomes(HashMap<LookupId, Result<Fetched, Reason>>);
+
+impl Outcomes {
+    /// Every lookup of `lookups` failed for `reason`.
+    pub fn fail_all(lookups: &Lookups, reason: &Reason) -> Outcomes {
+        Outcomes(
+            lookups
+                .iter()
+                .map(|(id, _)| (id, Err(reason.clone())))
+                .collect(),
+        )
+    }
+
+    /// Records the answer of `id`.
+    pub fn insert(&mut self, id: LookupId, result: Result<Fetched, Reason>) {
+        self.0.insert(id, result);
+    }
+
+    /// The answer of `id`; a lookup that never answered is reported as not resolved in time.
+    pub fn get(&self, id: LookupId) -> Result<&Fetched, Reason> {
+        match self.0.get(&id) {
+            Some(Ok(f)) => Ok(f),
+            Some(Err(r)) => Err(r.clone()),
+            None => Err(Reason::new(Class::TimedOut, "not resolved")),
+        }
+    }
+}
+
+impl FromIterator<(LookupId, Result<Fetched, Reason>)> for Outcomes {
+    fn from_iter<I: IntoIterator<Item = (LookupId, Result<Fetched, Reason>)>>(iter: I) -> Self {
+        Outcomes(iter.into_iter().collect())
+    }
+}
+
+/// How one variable gets its plaintext from the answers.
+#[derive(Debug, Clone)]
+pub enum Use {
+    /// A KMS value (`kms:`, `kms:v1:`, `secure:`, shush).
+    Kms(kms::Use),
+    /// A parameter.
+    Ssm(ssm::Use),
+}
+
+/// One variable's plaintext and where it came from.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The plaintext.
+    pub secret: Secret,
+    /// The ARN of what answered, when known.
+    pub source: Option<String>,
+    /// The version that answered, when known.
+    pub version: Option<String>,
+    /// What IAM must allow for it.
+    pub grant: Option<Grant>,
+}
+
+impl Use {
+    /// The plaintext of the variable, from `outcomes`.
+    pub fn finish(&self, outcomes: &Outcomes) -> Result<Resolved, Reason> {
+        match self {
+            Use::Kms(u) => u.finish(outcomes),
+            Use::Ssm(u) => u.finish(outcomes),
+        }
+    }
+
+    /// What was asked for, for `check` rows of failed references.
+    pub fn requested(&self, lookups: &Lookups) -> Option<String> {
+        match self {
+            Use::Kms(_) => None,
+            Use::Ssm(u) => u.requested(lookups),
+        }
+    }
+}
+
+/// What IAM must allow for one resolved variable (`check --iam-policy`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// `kms:Decrypt` on a key.
+    Kms(kms::Grant),
+    /// `ssm:GetParameters` on a parameter.
+    Ssm(ssm::Grant),
+}
+
+/// The IAM statements for `grants`, each source's in turn.
+pub fn statements(grants: &[&Grant]) -> Vec<serde_json::Value> {
+    let mut kms_grants = Vec::new();
+    let mut ssm_grants = Vec::new();
+    for grant in grants {
+        match grant {
+            Grant::Kms(g) => kms_grants.push(g),
+            Grant::Ssm(g) => ssm_grants.push(g),
+        }
+    }
+    let mut out = kms::statements(&kms_grants);
+    out.extend(ssm::statements(&ssm_grants));
+    out
+}
+
+/// The ports the resolver calls, one per source.
+pub struct Clients<'a, K, S> {
+    /// KMS.
+    pub kms: &'a K,
+    /// Parameter Store.
+    pub ssm: &'a S,
+}
+
+/// Fetches every lookup, all sources concurrently; nothing runs past `deadline`.
+pub async fn resolve<K: kms::Kms, S: ssm::Ssm>(
+    lookups: &Lookups,
+    clients: &Clients<'_, K, S>,
+    deadline: Instant,
+) -> Outcomes {
+    let (k, s) = futures_util::future::join(
+        kms::resolve(lookups.of(kms::pick), clients.kms, deadline),
+        ssm::resolve(lookups.of(ssm::pick), clients.ssm, deadline),
+    )
+    .await;
+    k.into_iter().chain(s).collect()
+}
+
+/// `fut`, or a timeout when `deadline` passes first.
+pub async fn within<T>(
+    deadline: Instant,
+    fut: impl Future<Output = Result<T, Reason>>,
+) -> Result<T, Reason> {
+    timeout_at(deadline, fut).await.unwrap_or_else(|_| {
+        Err(Reason::new(
+            Class::TimedOut,
+            "no answer before the deadline",
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kms::fake::FakeKms;
+    use super::ssm::fake::FakeSsm;
+    use super::*;
+    use crate::plan::{Options, Plan};
+    use std::ffi::OsString;
+    use std::time::Duration;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+    }
+
+    fn run(plan: &Plan, kms: &FakeKms, ssm: &FakeSsm, ms: u64) -> Outcomes {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let clients = Clients { kms, ssm };
+        rt.block_on(resolve(
+            &plan.lookups,
+            &clients,
+            Instant::now() + Duration::from_millis(ms),
+        ))
+    }
+
+    /// The answer for the lookup `is` picks out.
+    fn answer<'a>(
+        plan: &Plan,
+        out: &'a Outcomes,
+        is: impl Fn(&Lookup) -> bool,
+    ) -> Result<&'a Fetched, Reason> {
+        let (id, _) = plan.lookups.iter().find(|(_, l)| is(l)).unwrap();
+        out.get(id)
+    }
+
+    fn parameter(name: &'static str) -> impl Fn(&Lookup) -> bool {
+        move |l| matches!(l, Lookup::Ssm(p) if p.request() == name)
+    }
+
+    fn blob(b: &'static [u8]) -> impl Fn(&Lookup) -> bool {
+        move |l| matches!(l, Lookup::Kms(d) if d.blob == b)
+    }
+
+    #[test]
+    fn maps_answers_back_by_id_and_missing_names_to_not_found() {
+        let plan = Plan::new(
+            env(&[
+                ("A", "ssm:/a"),
+                ("B", "ssm:/b:2"),
+                ("C", "ssm:/missing"),
+                ("K", "kms:AQI="),
+                ("K2", "kms:AQI="),
+            ]),
+            &Options::default(),
+        );
+        let kms = FakeKms::default();
+        let ssm = FakeSsm::with(&[("/a", "va"), ("/b:2", "vb")]);
+        let out = run(&plan, &kms, &ssm, 1000);
+        assert_eq!(kms.count("Decrypt"), 1, "one Decrypt per distinct blob");
+        assert_eq!(ssm.batches.borrow().len(), 1);
+        let secret = |r: Result<&Fetched, Reason>| r.unwrap().secret.expose().to_vec();
+        assert_eq!(secret(answer(&plan, &out, parameter("/a"))), b"va");
+        assert_eq!(secret(answer(&plan, &out, parameter("/b:2"))), b"vb");
+        assert_eq!(
+            answer(&plan, &out, parameter("/missing"))
+                .unwrap_err()
+                .class,
+            Class::NotFound
+        );
+        assert_eq!(secret(answer(&plan, &out, blob(&[1, 2]))), [2, 1]);
+    }
+
+    #[test]
+    fn twenty_five_names_take_three_calls() {
+        let names: Vec<(OsString, OsString)> = (0..25)
+            .map(|i| (format!("V{i}").into(), format!("ssm:/p{i}").into()))
+            .collect();
+        let values: Vec<(String, String)> = (0..25)
+            .map(|i| (format!("/p{i}"), format!("v{i}")))
+            .collect();
+        let plan = Plan::new(names, &Options::default());
+        let pairs: Vec<(&str, &str)> = values
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let (kms, ssm) = (FakeKms::default(), FakeSsm::with(&pairs));
+        let out = run(&plan, &kms, &ssm, 1000);
+        let sizes: Vec<usize> = ssm.batches.borrow().iter().map(|b| b.1.len()).collect();
+        assert_eq!(sizes, vec![10, 10, 5]);
+        for (id, lookup) in plan.lookups.iter() {
+            let Lookup::Ssm(p) = lookup else { panic!() };
+            let want = format!("v{}", &p.name[2..]);
+            assert_eq!(out.get(id).unwrap().secret.expose(), want.as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_hanging_call_times_out_and_the_others_still_answer() {
+        let plan = Plan::new(
+            env(&[
+                ("HANG", "kms:/w=="),
+                ("OK", "kms:AQI="),
+                ("BAD", "kms:7g=="),
+            ]),
+            &Options::default(),
+        );
+        let (kms, ssm) = (FakeKms::default(), FakeSsm::default());
+        let out = run(&plan, &kms, &ssm, 500);
+        assert_eq!(
+            answer(&plan, &out, blob(&[0xff])).unwrap_err().class,
+            Class::TimedOut
+        );
+        assert!(answer(&plan, &out, blob(&[1, 2])).is_ok());
+        assert_eq!(
+            answer(&plan, &out, blob(&[0xee])).unwrap_err().class,
+            Class::BadCiphertext
+        );
+    }
+}
