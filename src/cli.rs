@@ -5,8 +5,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Resolve AWS KMS ciphertexts and SSM Parameter Store references in the environment, then
-/// exec the application.
+/// Resolve AWS KMS ciphertexts, SSM Parameter Store and Secrets Manager references in the
+/// environment, then exec the application.
 #[derive(Debug, Parser)]
 #[command(name = "kms-env", version, about, propagate_version = true)]
 pub struct Cli {
@@ -103,7 +103,7 @@ pub enum Command {
     Exec(ExecArgs),
     /// Encrypt a value with KMS and print it as kms:<base64>.
     Encrypt(EncryptArgs),
-    /// Print the plaintext of a kms: value, a raw base64 ciphertext, an ssm: reference or a secure: value.
+    /// Print the plaintext of a kms: value, a raw base64 ciphertext, an ssm: or sm: reference or a secure: value.
     Decrypt(DecryptArgs),
     /// Resolve the environment and print it for eval, docker --env-file or JSON tools.
     Export(ExportArgs),
@@ -216,7 +216,7 @@ pub struct DecryptArgs {
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
 
-    /// kms:<base64>, a bare base64 ciphertext or ssm:<name>; read from stdin when absent or '-'.
+    /// kms:<base64>, a bare base64 ciphertext, ssm:<name> or sm:<secret>[#key]; read from stdin when absent or '-'.
     #[arg(value_name = "VALUE")]
     pub value: Option<OsString>,
 }

@@ -13,7 +13,7 @@
 use crate::error::{Class, Failure, Reason};
 use crate::reference::{Reference, classify};
 use crate::source::kms::{self, DATA_KEY_VAR, DataKey, SHUSH_KIND};
-use crate::source::{Grant, Lookups, Outcomes, Resolved, Use, ssm};
+use crate::source::{Grant, Lookups, Outcomes, Resolved, Use, sm, ssm};
 use crate::value::{Context, Value, Vars};
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
@@ -145,6 +145,7 @@ impl Plan {
                         )
                         .map(Use::Kms),
                         Reference::Ssm(r) => Ok(Use::Ssm(ssm::plan(r, &mut plan.lookups))),
+                        Reference::Sm(r) => Ok(Use::Sm(sm::plan(r, &mut plan.lookups))),
                     };
                     match using {
                         Ok(using) => Slot::Ref { kind, using },

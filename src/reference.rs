@@ -1,11 +1,12 @@
 //! Classification of one environment value into a [`Reference`]: which source's grammar applies,
 //! decided by the value's prefix (see README "Reference syntax"). The grammars themselves live in
-//! the source modules (`crate::source::kms`, `ssm`). Every other value is plain and passes
+//! the source modules (`crate::source::kms`, `ssm`, `sm`). Every other value is plain and passes
 //! through untouched. A value with a reference prefix that does not parse is an error; its
 //! message never repeats the value.
 
 use crate::error::Reason;
 use crate::source::kms::{self, KMS_PREFIX, KmsRef, SECURE_PREFIX};
+use crate::source::sm::{self, SecretRef};
 use crate::source::ssm::{self, Parameter};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -17,6 +18,8 @@ pub enum Reference {
     Kms(KmsRef),
     /// A Parameter Store parameter.
     Ssm(Parameter),
+    /// A Secrets Manager secret, or one key of it.
+    Sm(SecretRef),
 }
 
 impl Reference {
@@ -25,14 +28,15 @@ impl Reference {
         match self {
             Reference::Kms(r) => r.kind(),
             Reference::Ssm(r) => r.kind(),
+            Reference::Sm(r) => r.kind(),
         }
     }
 }
 
 /// Every reference prefix.
-const PREFIXES: [&str; 3] = [KMS_PREFIX, ssm::PREFIX, SECURE_PREFIX];
+const PREFIXES: [&str; 4] = [KMS_PREFIX, ssm::PREFIX, sm::PREFIX, SECURE_PREFIX];
 
-/// Whether a value starts with one of the reference prefixes (`kms:`, `ssm:`, `secure:`).
+/// Whether a value starts with one of the reference prefixes (`kms:`, `ssm:`, `sm:`, `secure:`).
 pub fn has_reference_prefix(value: &[u8]) -> bool {
     PREFIXES.iter().any(|p| value.starts_with(p.as_bytes()))
 }
@@ -49,6 +53,9 @@ pub fn classify(value: &OsStr, data_key: bool) -> Result<Option<Reference>, Reas
     }
     if let Some(body) = bytes.strip_prefix(ssm::PREFIX.as_bytes()) {
         return ssm::parse(body).map(|r| Some(Reference::Ssm(r)));
+    }
+    if let Some(body) = bytes.strip_prefix(sm::PREFIX.as_bytes()) {
+        return sm::parse(body).map(|r| Some(Reference::Sm(r)));
     }
     Ok(None)
 }
@@ -75,6 +82,8 @@ mod tests {
             "SECURE:abc",
             " kms:AAAA",
             "https://kms:443",
+            "SM:x",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:x-AbCdEf",
         ] {
             assert_eq!(c(v).unwrap(), None, "{v}");
         }
@@ -91,6 +100,8 @@ mod tests {
             Some(Reference::Kms(KmsRef::Blob(vec![1, 2])))
         );
         assert!(matches!(c("ssm:/x").unwrap(), Some(Reference::Ssm(_))));
+        assert!(matches!(c("sm:prod/db").unwrap(), Some(Reference::Sm(_))));
+        assert!(has_reference_prefix(b"sm:x") && !has_reference_prefix(b"smx"));
         assert_eq!(
             classify(OsStr::new("secure:19fc"), true).unwrap(),
             Some(Reference::Kms(KmsRef::Envelope("19fc".into())))

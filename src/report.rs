@@ -6,7 +6,7 @@ use crate::plan::Row;
 use crate::source::{self, Grant};
 use serde_json::{Value, json};
 
-/// The table: VARIABLE, KIND, SOURCE (key or parameter ARN), VERSION, STATUS.
+/// The table: VARIABLE, KIND, SOURCE (key, parameter or secret ARN), VERSION, STATUS.
 pub fn table(rows: &[Row]) -> String {
     let header = ["VARIABLE", "KIND", "SOURCE", "VERSION", "STATUS"];
     let cells: Vec<[String; 5]> = rows

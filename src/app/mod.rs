@@ -21,6 +21,7 @@ use crate::cli::{Cli, Command, Global, LogLevel};
 use crate::error::{Class, Error, Reason};
 use crate::plan::{Options, Plan};
 use crate::source::kms::AwsKms;
+use crate::source::sm::AwsSecretsManager;
 use crate::source::ssm::AwsSsm;
 use crate::source::{Clients, Outcomes, resolve};
 use crate::value::Vars;
@@ -152,10 +153,13 @@ fn lookups(global: &Global, plan: &Plan, fallback_region: Option<&str>) -> Outco
     }
     info!("resolving {}", plan.lookups.summary());
     with_aws(global, fallback_region, async |config, deadline| {
-        let (kms, ssm) = (AwsKms::new(config), AwsSsm::new(config));
+        let kms = AwsKms::new(config);
+        let ssm = AwsSsm::new(config);
+        let sm = AwsSecretsManager::new(config);
         let clients = Clients {
             kms: &kms,
             ssm: &ssm,
+            sm: &sm,
         };
         Ok(resolve(&plan.lookups, &clients, deadline).await)
     })

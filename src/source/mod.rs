@@ -1,6 +1,6 @@
 //! The sources of secrets and the one resolver over them.
 //!
-//! A source (KMS in [`kms`], Parameter Store in [`ssm`]) owns
+//! A source (KMS in [`kms`], Parameter Store in [`ssm`], Secrets Manager in [`sm`]) owns
 //! everything about itself: its reference grammar, the distinct lookups its references need and
 //! how they are batched, its AWS call behind a port (a trait with an SDK adapter and fakes in
 //! tests), its error codes, what `check` shows of it and its IAM statement. This module holds the
@@ -16,10 +16,12 @@
 //! the data flow and how to add a source.
 
 pub mod kms;
+pub mod sm;
 pub mod ssm;
 
 use crate::error::{Class, Reason};
 use crate::secret::Secret;
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::future::Future;
 use tokio::time::{Instant, timeout_at};
@@ -35,6 +37,8 @@ pub enum Lookup {
     Kms(kms::Decrypt),
     /// A Parameter Store parameter (fetched in `GetParameters` batches).
     Ssm(ssm::Parameter),
+    /// A Secrets Manager secret version.
+    Sm(sm::SecretVersion),
 }
 
 /// The distinct lookups of a plan, each once, in first-seen order.
@@ -90,10 +94,11 @@ impl Lookups {
     pub fn summary(&self) -> String {
         let parameters = self.of(ssm::pick);
         format!(
-            "{} KMS ciphertexts and {} SSM parameters in {} GetParameters calls",
+            "{} KMS ciphertexts and {} SSM parameters in {} GetParameters calls, {} Secrets Manager secrets",
             self.of(kms::pick).len(),
             parameters.len(),
             ssm::batches(&parameters).len(),
+            self.of(sm::pick).len(),
         )
     }
 }
@@ -107,6 +112,10 @@ pub struct Fetched {
     pub source: Option<String>,
     /// The version that answered, as `check` shows it.
     pub version: Option<String>,
+    /// Whether the service returned bytes rather than text (`SecretBinary`).
+    pub binary: bool,
+    /// The plaintext parsed as JSON, once, by the first variable that picks a key of it.
+    pub(crate) json: OnceCell<Result<sm::Json, Reason>>,
 }
 
 impl Fetched {
@@ -162,6 +171,8 @@ pub enum Use {
     Kms(kms::Use),
     /// A parameter.
     Ssm(ssm::Use),
+    /// A secret, or one key of it.
+    Sm(sm::Use),
 }
 
 /// One variable's plaintext and where it came from.
@@ -183,6 +194,7 @@ impl Use {
         match self {
             Use::Kms(u) => u.finish(outcomes),
             Use::Ssm(u) => u.finish(outcomes),
+            Use::Sm(u) => u.finish(outcomes),
         }
     }
 
@@ -191,6 +203,7 @@ impl Use {
         match self {
             Use::Kms(_) => None,
             Use::Ssm(u) => u.requested(lookups),
+            Use::Sm(u) => u.requested(lookups),
         }
     }
 }
@@ -202,43 +215,49 @@ pub enum Grant {
     Kms(kms::Grant),
     /// `ssm:GetParameters` on a parameter.
     Ssm(ssm::Grant),
+    /// `secretsmanager:GetSecretValue` on a secret.
+    Sm(sm::Grant),
 }
 
 /// The IAM statements for `grants`, each source's in turn.
 pub fn statements(grants: &[&Grant]) -> Vec<serde_json::Value> {
-    let mut kms_grants = Vec::new();
-    let mut ssm_grants = Vec::new();
+    let (mut kms_grants, mut ssm_grants, mut sm_grants) = (Vec::new(), Vec::new(), Vec::new());
     for grant in grants {
         match grant {
             Grant::Kms(g) => kms_grants.push(g),
             Grant::Ssm(g) => ssm_grants.push(g),
+            Grant::Sm(g) => sm_grants.push(g),
         }
     }
     let mut out = kms::statements(&kms_grants);
     out.extend(ssm::statements(&ssm_grants));
+    out.extend(sm::statements(&sm_grants));
     out
 }
 
 /// The ports the resolver calls, one per source.
-pub struct Clients<'a, K, S> {
+pub struct Clients<'a, K, S, M> {
     /// KMS.
     pub kms: &'a K,
     /// Parameter Store.
     pub ssm: &'a S,
+    /// Secrets Manager.
+    pub sm: &'a M,
 }
 
 /// Fetches every lookup, all sources concurrently; nothing runs past `deadline`.
-pub async fn resolve<K: kms::Kms, S: ssm::Ssm>(
+pub async fn resolve<K: kms::Kms, S: ssm::Ssm, M: sm::SecretsManager>(
     lookups: &Lookups,
-    clients: &Clients<'_, K, S>,
+    clients: &Clients<'_, K, S, M>,
     deadline: Instant,
 ) -> Outcomes {
-    let (k, s) = futures_util::future::join(
+    let (k, s, m) = futures_util::future::join3(
         kms::resolve(lookups.of(kms::pick), clients.kms, deadline),
         ssm::resolve(lookups.of(ssm::pick), clients.ssm, deadline),
+        sm::resolve(lookups.of(sm::pick), clients.sm, deadline),
     )
     .await;
-    k.into_iter().chain(s).collect()
+    k.into_iter().chain(s).chain(m).collect()
 }
 
 /// `fut`, or a timeout when `deadline` passes first.
@@ -257,6 +276,7 @@ pub async fn within<T>(
 #[cfg(test)]
 mod tests {
     use super::kms::fake::FakeKms;
+    use super::sm::fake::FakeSm;
     use super::ssm::fake::FakeSsm;
     use super::*;
     use crate::plan::{Options, Plan};
@@ -271,12 +291,16 @@ mod tests {
     }
 
     fn run(plan: &Plan, kms: &FakeKms, ssm: &FakeSsm, ms: u64) -> Outcomes {
+        run_with(plan, kms, ssm, &FakeSm::default(), ms)
+    }
+
+    fn run_with(plan: &Plan, kms: &FakeKms, ssm: &FakeSsm, sm: &FakeSm, ms: u64) -> Outcomes {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .start_paused(true)
             .build()
             .unwrap();
-        let clients = Clients { kms, ssm };
+        let clients = Clients { kms, ssm, sm };
         rt.block_on(resolve(
             &plan.lookups,
             &clients,
@@ -376,5 +400,38 @@ mod tests {
             answer(&plan, &out, blob(&[0xee])).unwrap_err().class,
             Class::BadCiphertext
         );
+    }
+
+    #[test]
+    fn one_secret_is_fetched_once_for_every_variable_and_key() {
+        let plan = Plan::new(
+            env(&[
+                ("USER", "sm:prod/db#username"),
+                ("PASS", "sm:prod/db#password"),
+                ("PORT", "sm:prod/db#/port"),
+                ("ALL", "sm:prod/db"),
+                ("SAME", "sm:prod/db:AWSCURRENT#password"),
+                ("GONE", "sm:prod/db#nope"),
+                ("OTHER", "sm:other"),
+            ]),
+            &Options::default(),
+        );
+        assert_eq!(plan.lookups.len(), 2);
+        let doc = r#"{"username":"app","password":"pw","port":5432}"#;
+        let sm = FakeSm::default().with("prod/db", doc);
+        let out = run_with(&plan, &FakeKms::default(), &FakeSsm::default(), &sm, 1000);
+        assert_eq!(sm.calls.borrow().len(), 2, "{:?}", sm.calls.borrow());
+        let rows = plan.report(&out);
+        let status = |v: &str| {
+            rows.iter()
+                .find(|r| r.variable == v)
+                .unwrap()
+                .status
+                .clone()
+        };
+        assert_eq!(status("GONE").unwrap_err().class, Class::NotFound);
+        assert_eq!(status("OTHER").unwrap_err().class, Class::NotFound);
+        let failures = plan.apply(out).unwrap_err();
+        assert_eq!(failures.len(), 2);
     }
 }

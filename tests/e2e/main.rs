@@ -12,5 +12,6 @@ mod init;
 mod interop;
 mod network;
 mod region;
+mod secrets;
 mod tls;
 mod values;

@@ -50,11 +50,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// The one moto server of this test process; it dies with the process (PR_SET_PDEATHSIG, set
-/// from a thread that never exits).
+/// The one moto server of this test process shared by the tests; it dies with the process.
 pub fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
-    MOTO.get_or_init(|| {
+    MOTO.get_or_init(start_moto)
+}
+
+/// A new moto server of this test process (for a test that changes server-wide settings, such
+/// as IAM enforcement); it dies with the process (PR_SET_PDEATHSIG, set from a thread that
+/// never exits).
+pub fn start_moto() -> Moto {
+    {
         let port = free_port();
         let bin = venv().join("bin/moto_server");
         let log = std::env::temp_dir().join(format!("kms-env-moto-{port}.log"));
@@ -86,7 +92,7 @@ pub fn moto() -> &'static Moto {
             url: format!("http://127.0.0.1:{port}"),
             port,
         }
-    })
+    }
 }
 
 #[allow(unsafe_code)]
@@ -121,11 +127,16 @@ pub fn aws_env() -> BTreeMap<OsString, OsString> {
 
 /// The AWS CLI from the virtualenv, against moto. Returns trimmed stdout.
 pub fn aws(args: &[&str]) -> String {
+    aws_with(&aws_env(), args)
+}
+
+/// The AWS CLI with exactly `env`. Returns trimmed stdout.
+pub fn aws_with(env: &BTreeMap<OsString, OsString>, args: &[&str]) -> String {
     let out = Command::new(venv().join("bin/aws"))
         .args(args)
         .args(["--output", "text"])
         .env_clear()
-        .envs(aws_env())
+        .envs(env)
         .output()
         .unwrap();
     assert!(

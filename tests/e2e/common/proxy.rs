@@ -21,6 +21,9 @@ pub enum Fault {
     Reset,
     /// Never answer.
     Hang,
+    /// Answer with this status, content type and body, without forwarding (an IAM, proxy or
+    /// firewall answer that is not the service's own error).
+    Raw(u16, &'static str, &'static str),
 }
 
 /// The decision for request number `n` (0-based, across all connections) with operation `op`.
@@ -30,11 +33,24 @@ pub struct Proxy {
     pub url: String,
     /// The operation of every request received, in order (e.g. `TrentService.Decrypt`).
     pub requests: Arc<Mutex<Vec<String>>>,
+    /// The body of every request received, in the same order.
+    pub bodies: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl Proxy {
     pub fn operations(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
+    }
+
+    /// The bodies of the requests of operation `op`, as JSON.
+    pub fn bodies_of(&self, op: &str) -> Vec<serde_json::Value> {
+        let ops = self.operations();
+        let bodies = self.bodies.lock().unwrap();
+        ops.iter()
+            .zip(bodies.iter())
+            .filter(|(o, _)| *o == op)
+            .map(|(_, b)| serde_json::from_slice(b).unwrap_or(serde_json::Value::Null))
+            .collect()
     }
 }
 
@@ -46,7 +62,8 @@ pub fn start(
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let requests = Arc::new(Mutex::new(Vec::new()));
-    let seen = requests.clone();
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let seen = (requests.clone(), bodies.clone());
     let policy: Arc<Policy> = Arc::new(policy);
     std::thread::spawn(move || {
         for client in listener.incoming() {
@@ -56,7 +73,11 @@ pub fn start(
             std::thread::spawn(move || serve(client, upstream, &seen, &*policy));
         }
     });
-    Proxy { url, requests }
+    Proxy {
+        url,
+        requests,
+        bodies,
+    }
 }
 
 /// Reads one HTTP message head and body (Content-Length framing). `None` at EOF.
@@ -118,15 +139,19 @@ fn forward_now(upstream: u16, head: &str, body: &[u8]) -> Option<(String, Vec<u8
     read_message(&mut BufReader::new(up))
 }
 
-fn serve(client: TcpStream, upstream: u16, seen: &Mutex<Vec<String>>, policy: &Policy) {
+type Seen = (Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<Vec<u8>>>>);
+
+fn serve(client: TcpStream, upstream: u16, seen: &Seen, policy: &Policy) {
     let mut reader = BufReader::new(client.try_clone().unwrap());
     let mut client = client;
     while let Some((head, body)) = read_message(&mut reader) {
         let op = header(&head, "x-amz-target").unwrap_or("?").to_owned();
         let n = {
-            let mut seen = seen.lock().unwrap();
-            seen.push(op.clone());
-            seen.len() - 1
+            let mut ops = seen.0.lock().unwrap();
+            // Both under the operations' lock, so the two lists stay in step.
+            seen.1.lock().unwrap().push(body.clone());
+            ops.push(op.clone());
+            ops.len() - 1
         };
         match policy(n, &op) {
             Fault::Pass => {}
@@ -137,6 +162,14 @@ fn serve(client: TcpStream, upstream: u16, seen: &Mutex<Vec<String>>, policy: &P
                 let _ = write!(
                     client,
                     "HTTP/1.1 {status} Injected\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-ErrorType: {kind}\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                continue;
+            }
+            Fault::Raw(status, content_type, body) => {
+                let _ = write!(
+                    client,
+                    "HTTP/1.1 {status} Denied\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()
                 );
                 continue;
