@@ -5,11 +5,15 @@ is seen it is forwarded to the upstream (moto); identical bodies are then answer
 cache, so that moto's single-threaded Python does not serialise concurrent requests and every
 request costs the same 50 ms, like a service with latency but ample capacity.
 
-usage: latency_proxy.py UPSTREAM_PORT LATENCY_MS  (prints the port it listens on)
+With CERT and KEY (PEM files), it speaks TLS: the loopback HTTPS front that real AWS endpoints
+are, so that the cost of the client's handshakes is measured too.
+
+usage: latency_proxy.py UPSTREAM_PORT LATENCY_MS [CERT KEY]  (prints the port it listens on)
 """
 
 import http.client
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -26,6 +30,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+    def setup(self):
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.do_handshake()
+        super().setup()
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length", 0))
@@ -58,9 +67,21 @@ class Handler(BaseHTTPRequestHandler):
 class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # A backlog far above the 50 connections measured, so that none waits in the queue.
     request_queue_size = 1024
+    tls = None
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        if self.tls is not None:
+            # The handshake happens in the handler's thread, on the first read.
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
 
 
 server = Server(("127.0.0.1", 0), Handler)
+if len(sys.argv) > 4:
+    server.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.tls.load_cert_chain(sys.argv[3], sys.argv[4])
 print(server.server_address[1], flush=True)
 server.serve_forever()
