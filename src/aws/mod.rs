@@ -220,9 +220,10 @@ pub async fn load_config(
     fallback: Option<String>,
     deadline_len: Duration,
 ) -> Result<SdkConfig, Reason> {
+    let http = tls::http_client()?;
     let loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(tls::http_client()?)
-        .region(region::chain(region, fallback));
+        .http_client(http.clone())
+        .region(region::chain(region, fallback, http));
     Ok(tune_for_startup(loader.load().await, deadline_len))
 }
 

@@ -9,17 +9,42 @@ use aws_config::environment::region::EnvironmentVariableRegionProvider;
 use aws_config::imds::region::ImdsRegionProvider;
 use aws_config::meta::region::{ProvideRegion, RegionProviderChain, future};
 use aws_config::profile::ProfileFileRegionProvider;
+use aws_config::provider_config::ProviderConfig;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The chain, `explicit` first and `fallback` (the input's own region) after the profile.
-pub fn chain(explicit: Option<String>, fallback: Option<String>) -> RegionProviderChain {
+/// The chain, `explicit` first and `fallback` (the input's own region) after the profile. IMDS
+/// calls go through `http`.
+pub fn chain(
+    explicit: Option<String>,
+    fallback: Option<String>,
+    http: SharedHttpClient,
+) -> RegionProviderChain {
     RegionProviderChain::first_try(explicit.map(Region::new))
         .or_else(EnvironmentVariableRegionProvider::new())
         .or_else(ProfileFileRegionProvider::new())
         .or_else(fallback.map(Region::new))
         .or_else(EcsTaskMetadata)
-        .or_else(ImdsRegionProvider::builder().build())
+        .or_else(LazyImds(http))
+}
+
+/// EC2 instance metadata, its client made only when the chain gets this far (making it costs a
+/// start that found its region earlier).
+#[derive(Debug)]
+struct LazyImds(SharedHttpClient);
+
+impl ProvideRegion for LazyImds {
+    fn region(&self) -> future::ProvideRegion<'_> {
+        let config = ProviderConfig::without_region().with_http_client(self.0.clone());
+        future::ProvideRegion::new(async move {
+            ImdsRegionProvider::builder()
+                .configure(&config)
+                .build()
+                .region()
+                .await
+        })
+    }
 }
 
 /// What was tried, for the message when no region was found.

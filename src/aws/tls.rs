@@ -1,16 +1,31 @@
-//! The HTTPS client's trust store, for minimal images.
+//! The HTTP client of every AWS call, and its trust store for minimal images.
 //!
-//! Roots: the system's CA bundle when there is one (and `SSL_CERT_FILE` is not set); otherwise
-//! the Mozilla roots built into the binary (`webpki-root-certs`), so a `FROM scratch` image
-//! needs no CA files. On top, `AWS_CA_BUNDLE` and `SSL_CERT_FILE` add PEM certificates, for VPC
-//! endpoints with private CAs and TLS-inspecting proxies.
+//! Plain HTTP requests (local endpoints) use a client without TLS. The HTTPS client (rustls
+//! with `ring`, which seeds from the kernel's `getrandom`; AWS-LC's CPU-jitter entropy source
+//! cost most of a start's CPU, see BENCHMARKS.md) is built on the first HTTPS request, once,
+//! and only then are its roots read: the system's CA bundle (one file) when there is one and
+//! `SSL_CERT_FILE` is not set, or `SSL_CERT_DIR`'s certificates when that is set; otherwise the
+//! Mozilla roots built into the binary (`webpki-root-certs`), so a `FROM scratch` image needs no
+//! CA files. On top, `AWS_CA_BUNDLE` and `SSL_CERT_FILE` add PEM certificates (VPC endpoints
+//! with private CAs, TLS-inspecting proxies); those are read and checked at start, so a bad
+//! bundle is a configuration error (78) before any call. See README "Containers".
 
 use crate::error::{Class, Reason};
-use aws_sdk_kms::config::SharedHttpClient;
 use aws_smithy_http_client::Builder;
 use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use base64::Engine as _;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use tracing::debug;
 
 /// Where distributions keep their CA bundle (as rustls-native-certs and openssl look).
 const SYSTEM_BUNDLES: &[&str] = &[
@@ -24,11 +39,6 @@ const SYSTEM_BUNDLES: &[&str] = &[
 
 /// Variables whose PEM files are added to the roots.
 pub const EXTRA_CA_VARS: &[&str] = &["AWS_CA_BUNDLE", "SSL_CERT_FILE"];
-
-fn system_bundle_present() -> bool {
-    std::env::var_os("SSL_CERT_DIR").is_some()
-        || SYSTEM_BUNDLES.iter().any(|p| Path::new(p).is_file())
-}
 
 /// The roots built into the binary, as one PEM blob.
 fn builtin_roots() -> Vec<u8> {
@@ -45,45 +55,176 @@ fn builtin_roots() -> Vec<u8> {
     pem.into_bytes()
 }
 
-/// The trust store for this process's environment.
-pub fn trust_store() -> Result<TrustStore, Reason> {
-    let native = system_bundle_present() && std::env::var_os("SSL_CERT_FILE").is_none();
-    let mut store = if native {
-        TrustStore::default()
-    } else {
-        TrustStore::empty().with_pem_certificate(builtin_roots())
-    };
+/// The certificates of a PEM blob that can be trust anchors, as PEM again when some could not
+/// (the TLS context refuses a blob with an unusable certificate), with how many were usable.
+fn usable(pem: Vec<u8>) -> (Vec<u8>, usize) {
+    let mut good = Vec::new();
+    let mut bad = 0;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        match cert {
+            Ok(der) if webpki::anchor_from_trusted_cert(&der).is_ok() => good.push(der),
+            _ => bad += 1,
+        }
+    }
+    if bad == 0 {
+        return (pem, good.len());
+    }
+    debug!("{bad} certificates of the CA bundle cannot be trust anchors; left out");
+    let mut out = String::new();
+    for der in &good {
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        out.push_str(&base64::engine::general_purpose::STANDARD.encode(der.as_ref()));
+        out.push_str("\n-----END CERTIFICATE-----\n");
+    }
+    (out.into_bytes(), good.len())
+}
+
+/// The PEM files named by `AWS_CA_BUNDLE` and `SSL_CERT_FILE`, read and checked.
+fn extra_cas() -> Result<Vec<Vec<u8>>, Reason> {
+    let mut out = Vec::new();
     for var in EXTRA_CA_VARS {
         let Some(path) = std::env::var_os(var) else {
             continue;
         };
+        let shown = path.to_string_lossy();
         let pem = std::fs::read(&path).map_err(|e| {
-            Reason::new(
-                Class::Config,
-                format!("{var}={}: cannot read it: {e}", path.to_string_lossy()),
-            )
+            Reason::new(Class::Config, format!("{var}={shown}: cannot read it: {e}"))
         })?;
-        if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
-            return Err(Reason::new(
-                Class::Config,
-                format!("{var}={}: no PEM certificate in it", path.to_string_lossy()),
-            ));
+        let certs: Result<Vec<CertificateDer>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+        match certs {
+            Ok(certs) if !certs.is_empty() => {
+                if certs
+                    .iter()
+                    .any(|c| webpki::anchor_from_trusted_cert(c).is_err())
+                {
+                    return Err(Reason::new(
+                        Class::Config,
+                        format!("{var}={shown}: a certificate in it cannot be parsed"),
+                    ));
+                }
+            }
+            _ => {
+                return Err(Reason::new(
+                    Class::Config,
+                    format!("{var}={shown}: no PEM certificate in it"),
+                ));
+            }
         }
-        store = store.with_pem_certificate(pem);
+        out.push(pem);
     }
-    Ok(store)
+    Ok(out)
 }
 
-/// The HTTPS client (rustls with aws-lc) with [`trust_store`].
-pub fn http_client() -> Result<SharedHttpClient, Reason> {
+/// The trust store: the system's or the built-in roots, and `extra`.
+fn trust_store(extra: &[Vec<u8>]) -> TrustStore {
+    let mut store = if std::env::var_os("SSL_CERT_DIR").is_some() {
+        // The platform's loader reads the directory (and a bundle).
+        TrustStore::default()
+    } else {
+        let system = (std::env::var_os("SSL_CERT_FILE").is_none())
+            .then(|| {
+                SYSTEM_BUNDLES
+                    .iter()
+                    .find_map(|p| std::fs::read(Path::new(p)).ok())
+            })
+            .flatten()
+            .map(usable)
+            .filter(|(_, n)| *n > 0);
+        let pem = match system {
+            Some((pem, n)) => {
+                debug!("{n} roots from the system's CA bundle");
+                pem
+            }
+            None => {
+                debug!("the roots built into the binary");
+                builtin_roots()
+            }
+        };
+        TrustStore::empty().with_pem_certificate(pem)
+    };
+    for pem in extra {
+        store = store.with_pem_certificate(pem.clone());
+    }
+    store
+}
+
+/// The HTTPS client (rustls with ring).
+fn https_client(extra: &[Vec<u8>]) -> Result<SharedHttpClient, String> {
     let context = TlsContext::builder()
-        .with_trust_store(trust_store()?)
+        .with_trust_store(trust_store(extra))
         .build()
-        .map_err(|e| Reason::new(Class::Config, format!("TLS configuration: {e}")))?;
+        .map_err(|e| format!("TLS configuration: {e}"))?;
     Ok(Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
         .tls_context(context)
         .build_https())
+}
+
+#[derive(Debug)]
+struct Clients {
+    http: SharedHttpClient,
+    https: OnceLock<Result<SharedHttpClient, String>>,
+    extra: Vec<Vec<u8>>,
+}
+
+/// Plain HTTP through one client, HTTPS through the other, built on first use.
+#[derive(Debug, Clone)]
+struct LazyTls(Arc<Clients>);
+
+impl HttpClient for LazyTls {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(ByScheme {
+            clients: self.0.clone(),
+            settings: settings.clone(),
+            components: components.clone(),
+        })
+    }
+}
+
+/// The connector for one set of settings: picks the client by the request's scheme.
+#[derive(Debug)]
+struct ByScheme {
+    clients: Arc<Clients>,
+    settings: HttpConnectorSettings,
+    components: RuntimeComponents,
+}
+
+impl HttpConnector for ByScheme {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let client = if request.uri().starts_with("https:") {
+            let https = self
+                .clients
+                .https
+                .get_or_init(|| https_client(&self.clients.extra));
+            match https {
+                Ok(client) => client,
+                Err(e) => {
+                    return HttpConnectorFuture::ready(Err(ConnectorError::other(
+                        e.clone().into(),
+                        None,
+                    )));
+                }
+            }
+        } else {
+            &self.clients.http
+        };
+        client
+            .http_connector(&self.settings, &self.components)
+            .call(request)
+    }
+}
+
+/// The HTTP client for the SDK; `AWS_CA_BUNDLE` and `SSL_CERT_FILE` are read and checked now.
+pub fn http_client() -> Result<SharedHttpClient, Reason> {
+    Ok(SharedHttpClient::new(LazyTls(Arc::new(Clients {
+        http: Builder::new().build_http(),
+        https: OnceLock::new(),
+        extra: extra_cas()?,
+    }))))
 }
 
 #[cfg(test)]
@@ -91,10 +232,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn builtin_roots_are_pem() {
-        let pem = String::from_utf8(builtin_roots()).unwrap();
-        let count = pem.matches("-----BEGIN CERTIFICATE-----").count();
+    fn builtin_roots_are_pem_and_usable() {
+        let pem = builtin_roots();
+        let text = String::from_utf8(pem.clone()).unwrap();
+        let count = text.matches("-----BEGIN CERTIFICATE-----").count();
         assert!(count > 100, "{count}");
-        assert_eq!(count, pem.matches("-----END CERTIFICATE-----").count());
+        assert_eq!(count, text.matches("-----END CERTIFICATE-----").count());
+        let (same, usable_count) = usable(pem.clone());
+        assert_eq!(usable_count, count);
+        assert_eq!(same, pem, "nothing to leave out");
+    }
+
+    #[test]
+    fn unusable_certificates_are_left_out_of_a_bundle() {
+        let good = builtin_roots();
+        let mut pem = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec();
+        pem.extend_from_slice(&good);
+        let (kept, n) = usable(pem);
+        let kept = String::from_utf8(kept).unwrap();
+        assert_eq!(n, kept.matches("-----BEGIN CERTIFICATE-----").count());
+        assert_eq!(
+            n,
+            String::from_utf8(good)
+                .unwrap()
+                .matches("-----BEGIN CERTIFICATE-----")
+                .count()
+        );
     }
 }

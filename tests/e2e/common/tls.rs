@@ -23,7 +23,7 @@ pub fn tls_front() -> (String, String) {
         .signed_by(&leaf_key, &ca)
         .unwrap();
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
+        rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .unwrap()
