@@ -1,6 +1,7 @@
 """Start-up benchmark for kms-env (run through bench/run).
 
-Starts moto and a 50 ms latency proxy on loopback (plain HTTP, and a second one that speaks TLS
+Starts moto and a 50 ms latency proxy on loopback (bench/latency_proxy.rs, compiled, one thread
+per connection; plain HTTP, and a second one that speaks TLS
 with a certificate from a CA made here, trusted through AWS_CA_BUNDLE, as real AWS endpoints are
 always HTTPS), prepares 50 KMS ciphertexts, 50 SSM parameters and an env file of the original
 kms-env, then measures, side by side in one run, the median wall time and the median CPU time
@@ -32,6 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV = os.path.join(ROOT, ".venv", "bin")
 NODE_DIR = os.path.join(ROOT, "tests", "node")
 BIN = sys.argv[1]
+PROXY = sys.argv[2]
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
 ONLY_OURS = os.environ.get("BENCH_ONLY") == "kms-env"
 LATENCY_MS = 50
@@ -129,8 +131,7 @@ def make_ca(workdir):
 
 
 def start_proxy(moto_port, tls=None):
-    args = [os.path.join(VENV, "python"), os.path.join(ROOT, "bench", "latency_proxy.py"),
-            str(moto_port), str(LATENCY_MS)] + (list(tls) if tls else [])
+    args = [PROXY, str(moto_port), str(LATENCY_MS)] + (list(tls) if tls else [])
     proxy = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
     return proxy, int(proxy.stdout.readline())
 

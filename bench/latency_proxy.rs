@@ -1,0 +1,149 @@
+//! A loopback HTTP(S) proxy that adds a fixed latency to every request, for `bench/run`.
+//!
+//! Each request is read, held until LATENCY_MS after it arrived, then answered. The first time a
+//! request (path, `X-Amz-Target`, body) is seen it is forwarded to the upstream (moto); identical
+//! requests are then answered from a cache, so that moto's single-threaded Python does not
+//! serialise concurrent requests: every request costs the same latency, like a service with
+//! ample capacity. One thread per connection, compiled, so the proxy itself does not queue the
+//! 50 requests measured (a Python proxy serialised them under its interpreter lock).
+//!
+//! With CERT and KEY (PEM files) it speaks TLS, as real AWS endpoints do.
+//!
+//! usage: latency_proxy UPSTREAM_PORT LATENCY_MS [CERT KEY]   (prints the port it listens on)
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+type Key = (String, String, Vec<u8>);
+type Cache = Arc<Mutex<HashMap<Key, Vec<u8>>>>;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let upstream: u16 = args[1].parse().expect("UPSTREAM_PORT");
+    let latency = Duration::from_millis(args[2].parse().expect("LATENCY_MS"));
+    let tls = (args.len() > 4).then(|| {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&args[3])
+            .expect("CERT")
+            .map(|c| c.expect("CERT"))
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(&args[4]).expect("KEY");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("certificate and key");
+        Arc::new(config)
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    println!("{}", listener.local_addr().expect("address").port());
+    let cache: Cache = Arc::default();
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let _ = stream.set_nodelay(true);
+        let (cache, tls) = (cache.clone(), tls.clone());
+        std::thread::spawn(move || match tls {
+            Some(config) => {
+                let Ok(conn) = rustls::ServerConnection::new(config) else {
+                    return;
+                };
+                serve(
+                    rustls::StreamOwned::new(conn, stream),
+                    upstream,
+                    latency,
+                    &cache,
+                );
+            }
+            None => serve(stream, upstream, latency, &cache),
+        });
+    }
+}
+
+/// Reads one HTTP/1.1 message: its head and its body (Content-Length framing).
+fn read_message(reader: &mut impl BufRead) -> Option<(String, Vec<u8>)> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let len = header(&head, "content-length").map_or(0, |v| v.parse().unwrap_or(0));
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    Some((head, body))
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The upstream's answer to one request, as bytes to send back (`None` if it failed).
+fn forward(upstream: u16, head: &str, body: &[u8]) -> Option<(bool, Vec<u8>)> {
+    let mut up = TcpStream::connect(("127.0.0.1", upstream)).ok()?;
+    // One request per upstream connection.
+    let head = head.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
+    up.write_all(head.as_bytes()).ok()?;
+    up.write_all(body).ok()?;
+    let (rhead, rbody) = read_message(&mut BufReader::new(up))?;
+    let ok = rhead.starts_with("HTTP/1.1 200") || rhead.starts_with("HTTP/1.0 200");
+    let kept: String = rhead
+        .lines()
+        .filter(|l| {
+            let name = l.split(':').next().unwrap_or_default().to_ascii_lowercase();
+            !matches!(
+                name.as_str(),
+                "connection" | "content-length" | "date" | "server"
+            )
+        })
+        .filter(|l| !l.is_empty())
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    let mut out = format!("{kept}Content-Length: {}\r\n\r\n", rbody.len()).into_bytes();
+    out.extend_from_slice(&rbody);
+    Some((ok, out))
+}
+
+fn serve(stream: impl Read + Write, upstream: u16, latency: Duration, cache: &Cache) {
+    let mut reader = BufReader::new(stream);
+    while let Some((head, body)) = read_message(&mut reader) {
+        let arrived = Instant::now();
+        let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+        let target = header(&head, "x-amz-target").unwrap_or_default().to_owned();
+        let key = (path, target, body);
+        let cached = cache.lock().ok().and_then(|c| c.get(&key).cloned());
+        let answer = match cached {
+            Some(answer) => answer,
+            None => {
+                let Some((ok, answer)) = forward(upstream, &head, &key.2) else {
+                    return;
+                };
+                if ok && let Ok(mut c) = cache.lock() {
+                    c.insert(key, answer.clone());
+                }
+                answer
+            }
+        };
+        if let Some(rest) = latency.checked_sub(arrived.elapsed()) {
+            std::thread::sleep(rest);
+        }
+        let out = reader.get_mut();
+        if out.write_all(&answer).is_err() || out.flush().is_err() {
+            return;
+        }
+    }
+}
