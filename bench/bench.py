@@ -2,8 +2,8 @@
 
 Starts moto and a 50 ms latency proxy on loopback (bench/latency_proxy.rs, compiled, one thread
 per connection; plain HTTP, and a second one that speaks TLS
-with a certificate from a CA made here, trusted through AWS_CA_BUNDLE, as real AWS endpoints are
-always HTTPS), prepares 50 KMS ciphertexts, 50 SSM parameters and an env file of the original
+with RSA 2048 certificates from a CA made here, a chain like an AWS endpoint's, trusted through
+AWS_CA_BUNDLE, as real AWS endpoints are always HTTPS), prepares 50 KMS ciphertexts, 50 SSM parameters and an env file of the original
 kms-env, then measures, side by side in one run, the median wall time and the median CPU time
 (user + sys of the whole process tree, from wait4's rusage) of starting `true` through:
 
@@ -87,46 +87,49 @@ def measure(argv, env, runs=RUNS):
 
 
 def make_ca(workdir):
-    """A CA and a localhost certificate signed by it; returns (ca.pem, cert.pem, key.pem)."""
+    """Certificates shaped like an AWS endpoint's: RSA 2048 keys, a root CA, an intermediate CA
+    and a localhost certificate signed by the intermediate (the chain is served). Returns
+    (root.pem, chain.pem, key.pem)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.x509.oid import NameOID
     import ipaddress
 
     now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kms-env bench CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(days=1))
-          .not_valid_after(now + datetime.timedelta(days=30))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False,
-                                       data_encipherment=False, key_agreement=False,
-                                       encipher_only=False, decipher_only=False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-            .issuer_name(ca_name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    paths = [os.path.join(workdir, n) for n in ("ca.pem", "cert.pem", "key.pem")]
+
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def cert(subject, key, issuer, issuer_key, ca, sans=None):
+        b = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(days=1))
+             .not_valid_after(now + datetime.timedelta(days=30))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if ca:
+            b = b.add_extension(x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, crl_sign=True,
+                content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+        if sans:
+            b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return b.sign(issuer_key, hashes.SHA256())
+
+    keys = [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(3)]
+    root = cert("kms-env bench root CA", keys[0], "kms-env bench root CA", keys[0], True)
+    inter = cert("kms-env bench RSA 2048 M01", keys[1], "kms-env bench root CA", keys[0], True)
+    leaf = cert("localhost", keys[2], "kms-env bench RSA 2048 M01", keys[1], False,
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    paths = [os.path.join(workdir, n) for n in ("root.pem", "chain.pem", "key.pem")]
     pem = serialization.Encoding.PEM
     with open(paths[0], "wb") as f:
-        f.write(ca.public_bytes(pem))
+        f.write(root.public_bytes(pem))
     with open(paths[1], "wb") as f:
-        f.write(cert.public_bytes(pem))
+        f.write(leaf.public_bytes(pem) + inter.public_bytes(pem))
     with open(paths[2], "wb") as f:
-        f.write(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
+        f.write(keys[2].private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
     return paths
 
 
