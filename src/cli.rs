@@ -284,6 +284,39 @@ pub struct ShowArgs {
     pub file: PathBuf,
 }
 
+/// Parses the process's command line. A `KMS_ENV_*` variable that is set but empty counts as
+/// unset (task-definition templates set variables to empty strings): it neither fails the
+/// parse nor overrides what it would override (an empty `KMS_ENV_REGION` leaves `AWS_REGION`).
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = without_empty_env(Cli::command()).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// `cmd` with the environment variables of its arguments that are empty ignored, recursively.
+fn without_empty_env(mut cmd: clap::Command) -> clap::Command {
+    let empty: Vec<clap::Id> = cmd
+        .get_arguments()
+        .filter(|a| {
+            a.get_env()
+                .and_then(std::env::var_os)
+                .is_some_and(|v| v.is_empty())
+        })
+        .map(|a| a.get_id().clone())
+        .collect();
+    for id in empty {
+        cmd = cmd.mut_arg(id, |a| a.env(None::<&'static str>));
+    }
+    let subcommands: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    for name in subcommands {
+        cmd = cmd.mut_subcommand(name, without_empty_env);
+    }
+    cmd
+}
+
 /// Parses one `KEY=VALUE` of an encryption context.
 pub fn parse_context_pair(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
@@ -306,17 +339,25 @@ pub fn parse_jitter(s: &str) -> Result<Duration, String> {
     parse_timeout(s)
 }
 
-/// Parses `30`, `2.5` (seconds) or a humantime duration such as `500ms`, `1m`.
+/// The longest deadline any form may give.
+const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+/// Parses `30`, `2.5` (seconds) or a humantime duration such as `500ms`, `1m`; more than 0 and
+/// less than a day, whatever the form.
 pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    const RANGE: &str = "must be more than 0 and less than a day";
     let d = match s.trim().parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs > 0.0 && secs < 86_400.0 => {
+        Ok(secs) if secs.is_finite() && secs > 0.0 && secs < MAX_TIMEOUT.as_secs_f64() => {
             Duration::from_secs_f64(secs)
         }
-        Ok(_) => return Err("must be more than 0 and less than a day".into()),
-        Err(_) => humantime::parse_duration(s.trim()).map_err(|e| e.to_string())?,
+        Ok(_) => return Err(RANGE.into()),
+        Err(_) => humantime::parse_duration(s.trim()).map_err(|e| match e {
+            humantime::DurationError::NumberOverflow => RANGE.to_owned(),
+            other => other.to_string(),
+        })?,
     };
-    if d.is_zero() {
-        return Err("must be more than 0".into());
+    if d.is_zero() || d >= MAX_TIMEOUT {
+        return Err(RANGE.into());
     }
     Ok(d)
 }
@@ -341,6 +382,12 @@ mod tests {
         assert!(parse_timeout("-1").is_err());
         assert!(parse_timeout("soon").is_err());
         assert!(parse_timeout("0s").is_err());
+        // One bound for every form; an overflowing one is refused, not a panic.
+        assert!(parse_timeout("86400").is_err());
+        assert!(parse_timeout("1000y").is_err());
+        assert!(parse_timeout("25h").is_err());
+        assert!(parse_timeout("584542046090y").is_err());
+        assert_eq!(parse_timeout("23h"), Ok(Duration::from_secs(23 * 3600)));
         assert_eq!(parse_jitter("0"), Ok(Duration::ZERO));
         assert_eq!(parse_jitter("10s"), Ok(Duration::from_secs(10)));
     }

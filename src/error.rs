@@ -81,6 +81,20 @@ impl Class {
     }
 }
 
+/// `s` with its control characters escaped (`\n`, `\u{1b}`), for names printed in messages and
+/// tables: a variable name with a newline or an escape sequence cannot forge a log line.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The reason one lookup failed: a class and a detail that never contains a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reason {
@@ -234,6 +248,13 @@ mod tests {
             kind: "kms".into(),
             reason: Reason::new(class, "x"),
         }
+    }
+
+    #[test]
+    fn control_characters_in_names_are_escaped() {
+        assert_eq!(printable("DB_PASSWORD"), "DB_PASSWORD");
+        assert_eq!(printable("A\nB\x1b[31m"), "A\\nB\\u{1b}[31m");
+        assert_eq!(printable("Ünïcode"), "Ünïcode");
     }
 
     #[test]

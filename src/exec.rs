@@ -6,9 +6,10 @@
 //! Before `execve`, the sizes are checked against the kernel's limits (128 KiB per string,
 //! `ARG_MAX` in all), so an environment grown by resolution gets a clear error, not `E2BIG`.
 
-use crate::error::{EX_CANNOT_EXEC, EX_NOT_FOUND, Error};
+use crate::error::{EX_CANNOT_EXEC, EX_NOT_FOUND, Error, printable};
 use crate::value::{MAX_ENV_STRING, Value};
 use nix::errno::Errno;
+use nix::sys::signal::{SigHandler, Signal, signal};
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use zeroize::Zeroize;
@@ -49,7 +50,7 @@ fn check_sizes(argv: &[CString], env: &[CString], arg_max: usize) -> Result<(), 
             let name = bytes.split(|&b| b == b'=').next().unwrap_or_default();
             return Err(format!(
                 "{} is {len} bytes as NAME=VALUE; Linux allows {MAX_ENV_STRING} per environment string",
-                String::from_utf8_lossy(name)
+                printable(&String::from_utf8_lossy(name))
             ));
         }
     }
@@ -75,6 +76,22 @@ fn check_sizes(argv: &[CString], env: &[CString], arg_max: usize) -> Result<(), 
         ));
     }
     Ok(())
+}
+
+/// Gives SIGPIPE back the default disposition the wrapper inherited: Rust's runtime ignores it
+/// in its own process and `execve` would hand that on, so `yes | head -1` in the application
+/// would print "Broken pipe" (std's `Command` resets it in its children for the same reason).
+/// The signal mask is untouched here; `--init` restores it in its child. Async-signal-safe.
+pub fn default_sigpipe() {
+    set_sigpipe(SigHandler::SigDfl);
+}
+
+fn set_sigpipe(handler: SigHandler) {
+    // SAFETY: SIG_DFL and SIG_IGN install no handler code; signal(2) is async-signal-safe.
+    #[allow(unsafe_code)]
+    unsafe {
+        let _ = signal(Signal::SIGPIPE, handler);
+    }
 }
 
 /// The kernel's limit for argv and environment together.
@@ -118,10 +135,13 @@ pub fn exec(command: &[OsString], vars: Vec<(OsString, Value)>, init: bool) -> R
         scrub(env);
         return result;
     }
+    default_sigpipe();
     let errno = match nix::unistd::execvpe(program, &argv, &env) {
         Err(e) => e,
         Ok(never) => match never {},
     };
+    // Still the wrapper: a closed stderr must not kill it before it reports.
+    set_sigpipe(SigHandler::SigIgn);
     scrub(env);
     let (reason, code) = match errno {
         Errno::ENOENT => ("command not found".to_owned(), EX_NOT_FOUND),

@@ -3,7 +3,7 @@
 //! the variable (never the value).
 
 use crate::cli::ExportFormat;
-use crate::error::{Class, Reason};
+use crate::error::{Class, Reason, printable};
 use crate::secret::Secret;
 use crate::value::{Value, Vars};
 use std::os::unix::ffi::OsStrExt;
@@ -33,10 +33,10 @@ pub fn render(vars: &Vars, format: ExportFormat) -> Result<(Secret, Vec<String>)
             Err(why) if resolved => {
                 return Err(Reason::new(
                     Class::Malformed,
-                    format!("{}: {why}", name.to_string_lossy()),
+                    format!("{}: {why}", printable(&name.to_string_lossy())),
                 ));
             }
-            Err(_) => skipped.push(name.to_string_lossy().into_owned()),
+            Err(_) => skipped.push(printable(&name.to_string_lossy())),
         }
     }
     if format == ExportFormat::Json {

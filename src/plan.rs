@@ -10,7 +10,7 @@
 //! into the final variables or into the complete list of failures; [`Plan::report`] into one
 //! row per reference. See ARCHITECTURE.md.
 
-use crate::error::{Class, Failure, Reason};
+use crate::error::{Class, Failure, Reason, printable};
 use crate::reference::{Reference, classify};
 use crate::source::kms::{self, DATA_KEY_VAR, DataKey, SHUSH_KIND};
 use crate::source::{Grant, Lookups, Outcomes, Resolved, Use, sm, ssm};
@@ -85,8 +85,9 @@ pub struct Plan {
     failures: Vec<Failure>,
 }
 
+/// A name as messages and tables show it: lossy UTF-8, control characters escaped.
 fn lossy(name: &OsStr) -> String {
-    name.to_string_lossy().into_owned()
+    printable(&name.to_string_lossy())
 }
 
 impl Plan {
@@ -138,7 +139,8 @@ impl Plan {
                     let using = match reference {
                         Reference::Kms(r) => kms::plan(
                             r,
-                            &lossy(&target),
+                            // The name a bound value is read as: as written, not escaped.
+                            &target.to_string_lossy(),
                             &options.context,
                             &mut data_key,
                             &mut plan.lookups,

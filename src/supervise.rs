@@ -49,7 +49,7 @@ pub fn run(shown: &str, argv: &[CString], env: &[CString]) -> Result<u8, Error> 
     let not_found = format!("kms-env: cannot run {shown:?}: command not found\n");
     let not_executable = format!("kms-env: cannot run {shown:?}: not executable\n");
 
-    // SAFETY: after fork the child only restores the signal mask, calls execve and, if that
+    // SAFETY: after fork the child only restores the signal mask and SIGPIPE, calls execve and, if that
     // fails, write and _exit: all async-signal-safe, no allocation, no lock.
     #[allow(unsafe_code)]
     let fork_result = unsafe { fork() };
@@ -57,6 +57,7 @@ pub fn run(shown: &str, argv: &[CString], env: &[CString]) -> Result<u8, Error> 
         Err(e) => return Err(cannot(format!("fork failed: {e}"), EX_CANNOT_EXEC)),
         Ok(ForkResult::Child) => {
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+            crate::exec::default_sigpipe();
             let errno = match execvpe(program, argv, env) {
                 Err(e) => e,
                 Ok(never) => match never {},

@@ -8,7 +8,7 @@ use crate::envfile::{REGION_VAR, crypto, valid_key};
 use crate::error::{Class, Error, Reason};
 use crate::secret::Secret;
 use crate::source::kms::{AwsKms, DATA_KEY_VAR, Kms, SECURE_PREFIX};
-use crate::value::Context;
+use crate::value::{Context, MAX_ENV_STRING};
 
 /// One `KEY=VALUE` (or, with `--stdin`, `KEY`) entry of `add`.
 fn parse_entries(args: &AddArgs) -> Result<Vec<(String, Secret)>, Error> {
@@ -48,6 +48,18 @@ pub fn add(global: &Global, args: AddArgs) -> Result<(), Error> {
             return Err(data_error(
                 Class::Malformed,
                 format!("{key}: the env-file format holds UTF-8 text without NUL only"),
+            ));
+        }
+        // NAME=secure:<32 hex of IV>$<2 hex per byte> and its NUL: the limit `encrypt` keeps.
+        let line = key.len() + 1 + SECURE_PREFIX.len() + 33 + 2 * value.expose().len() + 1;
+        if line > MAX_ENV_STRING {
+            return Err(data_error(
+                Class::Malformed,
+                format!(
+                    "{key}: the value is {} bytes; encrypted it would not fit in one environment \
+                     variable (Linux allows 128 KiB per NAME=VALUE string). Store it in S3 or split it",
+                    value.expose().len()
+                ),
             ));
         }
     }

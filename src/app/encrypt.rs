@@ -9,10 +9,10 @@ use super::{read_value, with_aws, write_stdout};
 use crate::cli::{EncodeFormat, EncryptArgs, Global};
 use crate::dotenv::{self, Pair};
 use crate::error::{Class, Error, Reason};
-use crate::reference::has_reference_prefix;
+use crate::reference::{classify, has_reference_prefix};
 use crate::sealed::{self, KMS_MAX_PLAINTEXT, Sealed, V1_TAG, context_for};
 use crate::secret::Secret;
-use crate::source::kms::{AwsKms, KMS_PREFIX, Kms};
+use crate::source::kms::{AwsKms, DATA_KEY_VAR, KMS_PREFIX, Kms};
 use crate::value::{Context, MAX_ENV_STRING};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -159,6 +159,7 @@ fn encrypt_file(global: &Global, args: &EncryptArgs) -> Result<(), Error> {
         .as_deref()
         .unwrap_or(std::path::Path::new("-"));
     let pairs = read_dotenv(path)?;
+    check_pairs(&pairs, path).map_err(Error::Value)?;
     for key in args.only.iter().chain(&args.skip) {
         if !pairs.iter().any(|p| &p.key == key) {
             return Err(Error::Usage(format!(
@@ -196,6 +197,34 @@ fn encrypt_file(global: &Global, args: &EncryptArgs) -> Result<(), Error> {
     let out =
         Secret::new(render(args.format, keys.zip(values.iter().map(String::as_str))).into_bytes());
     write_stdout(out.expose())
+}
+
+/// Refuses a file that no output can represent faithfully: a key given twice (which value
+/// would win?), and a value that starts like a reference but is not one (`PASSWORD=kms:hunter2`
+/// would otherwise be left alone and shipped in plaintext). Messages name the key, never the
+/// value.
+fn check_pairs(pairs: &[Pair], path: &std::path::Path) -> Result<(), Reason> {
+    let data_key = pairs.iter().any(|p| p.key == DATA_KEY_VAR);
+    let mut seen = std::collections::HashSet::new();
+    for p in pairs {
+        if !seen.insert(p.key.as_str()) {
+            return Err(bad(format!(
+                "{}: {} is given more than once; keep one",
+                path.display(),
+                p.key
+            )));
+        }
+        if has_reference_prefix(p.value.as_bytes())
+            && let Err(r) = classify(std::ffi::OsStr::new(&p.value), data_key)
+        {
+            return Err(bad(format!(
+                "{}: the value starts like a reference but is not one ({}); fix the reference \
+                 (a value that starts with kms:, ssm:, sm: or secure: is never passed through)",
+                p.key, r.detail
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Encrypts the `selected` values of `pairs`, all concurrently (bound to their keys with

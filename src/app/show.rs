@@ -4,7 +4,7 @@ use super::files::read_file;
 use super::{options, resolve_plan, write_stdout};
 use crate::cli::{Global, ShowArgs};
 use crate::envfile::REGION_VAR;
-use crate::error::Error;
+use crate::error::{Class, Error, Reason};
 use crate::plan::Plan;
 use crate::secret::Secret;
 use crate::value::Value;
@@ -15,6 +15,15 @@ use tracing::warn;
 /// `kms-env show FILE`: the file with every reference resolved, on stdout.
 pub fn show(global: &Global, args: ShowArgs) -> Result<(), Error> {
     let mut file = read_file(&args.file, false)?;
+    if let Some(key) = file.duplicate_key() {
+        return Err(Error::Value(Reason::new(
+            Class::Malformed,
+            format!(
+                "{}: {key} is given more than once; keep one",
+                args.file.display()
+            ),
+        )));
+    }
     warn!("show prints secrets in plaintext; use it for debugging only");
     let pairs: Vec<(OsString, OsString)> = file
         .pairs()

@@ -93,6 +93,12 @@ impl EnvFile {
         })
     }
 
+    /// The first key that is given more than once, if any.
+    pub fn duplicate_key(&self) -> Option<&str> {
+        let mut seen = std::collections::HashSet::new();
+        self.pairs().map(|(k, _)| k).find(|k| !seen.insert(*k))
+    }
+
     /// The value of the first `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.pairs().find(|(k, _)| *k == key).map(|(_, v)| v)

@@ -35,7 +35,8 @@ export LOG_LEVEL=info
 DB_PASSWORD='p@ss "w0rd" $HOME # not a comment'
 API_TOKEN="tok\nline2 \"quoted\" \$x"
 SPACED = hello world   # a comment
-ALREADY=kms:AQICAHhexisting==
+# A well-formed reference (one that does not parse is refused, see hardening.rs).
+ALREADY=kms:AQICAHhexisting=
 FROM_SSM=ssm:///prod/app/token
 OTHER=other-secret-value
 "#;
@@ -94,7 +95,7 @@ fn a_dotenv_file_becomes_ecs_json_that_the_shim_resolves_and_rerunning_changes_n
     assert_eq!(value("LOG_LEVEL"), "info", "--skip leaves it plain");
     assert_eq!(
         value("ALREADY"),
-        "kms:AQICAHhexisting==",
+        "kms:AQICAHhexisting=",
         "references are left alone"
     );
     assert_eq!(value("FROM_SSM"), "ssm:///prod/app/token");

@@ -8,6 +8,7 @@ mod encoding;
 mod exec;
 mod failures;
 mod faults;
+mod hardening;
 mod init;
 mod interop;
 mod network;

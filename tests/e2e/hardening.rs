@@ -1,0 +1,183 @@
+//! Defects found by a hostile review, each fixed with a test that failed before: the inherited
+//! SIGPIPE, look-alike references in `encrypt --env-file`, duplicate keys, the `--timeout`
+//! bound, `add` values no environment can hold, empty `KMS_ENV_*` variables, and control
+//! characters in variable names.
+
+use crate::common::*;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+
+/// An environment with nothing to resolve and no AWS configuration.
+fn bare_env() -> BTreeMap<OsString, OsString> {
+    [
+        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        ("HOME", "/nonexistent"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.into(), v.into()))
+    .collect()
+}
+
+/// The application's ignored-signal mask, from /proc.
+fn ignored_mask(extra: &[&str]) -> u64 {
+    let r = run(kms_env(&bare_env()).arg("exec").args(extra).args([
+        "--",
+        "sh",
+        "-c",
+        "grep ^SigIgn: /proc/$$/status",
+    ]));
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    let hex = r
+        .stdout()
+        .trim()
+        .trim_start_matches("SigIgn:")
+        .trim()
+        .to_owned();
+    u64::from_str_radix(&hex, 16).unwrap()
+}
+
+#[test]
+fn the_application_gets_sigpipe_at_its_default_with_and_without_init() {
+    const SIGPIPE_BIT: u64 = 1 << (13 - 1);
+    for extra in [&[][..], &["--init"][..]] {
+        assert_eq!(ignored_mask(extra) & SIGPIPE_BIT, 0, "{extra:?}");
+        let r = run(kms_env(&bare_env()).arg("exec").args(extra).args([
+            "--",
+            "sh",
+            "-c",
+            "yes | head -1",
+        ]));
+        assert_eq!(r.code, Some(0), "{}", r.stderr());
+        assert_eq!(r.stdout(), "y\n");
+        assert!(
+            !r.stderr().contains("Broken pipe"),
+            "{extra:?}: {}",
+            r.stderr()
+        );
+    }
+}
+
+fn encrypt_file(contents: &str) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.env");
+    std::fs::write(&file, contents).unwrap();
+    run(kms_env(&aws_env())
+        .args(["encrypt", "--key-id", "alias/none", "--env-file"])
+        .arg(&file))
+}
+
+#[test]
+fn encrypt_env_file_refuses_look_alike_references_and_duplicate_keys() {
+    for (contents, key) in [
+        ("OK=fine\nPASSWORD=kms:hunter2\n", "PASSWORD"),
+        ("TOKEN=ssm:my token\n", "TOKEN"),
+        ("S=sm://prod/db\n", "S"),
+        ("A=1\nB=2\nA=hunter2\n", "A"),
+    ] {
+        let r = encrypt_file(contents);
+        assert_eq!(r.code, Some(65), "{contents}: {}", r.stderr());
+        assert!(r.stderr().contains(key), "{}", r.stderr());
+        assert!(r.stdout.is_empty(), "nothing printed: {}", r.stdout());
+        assert_no_plaintext(&r, &[b"hunter2", b"my token"]);
+    }
+}
+
+#[test]
+fn show_refuses_a_file_with_a_key_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.env");
+    std::fs::write(&file, "KMS_DATA_KEY=AQI=\nAWS_REGION=us-east-1\nA=x\nA=y\n").unwrap();
+    let r = run(kms_env(&aws_env()).arg("show").arg(&file));
+    assert_eq!(r.code, Some(65), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("A is given more than once"),
+        "{}",
+        r.stderr()
+    );
+    assert!(r.stdout.is_empty());
+}
+
+#[test]
+fn every_form_of_timeout_has_one_upper_bound_and_none_panics() {
+    for timeout in ["584542046090y", "1000y", "86400", "25h", "0", "-3"] {
+        let flag = format!("--timeout={timeout}");
+        let r = run(kms_env(&bare_env()).args([flag.as_str(), "exec", "--", "true"]));
+        assert_eq!(r.code, Some(2), "{timeout}: {}", r.stderr());
+        assert!(r.stderr().contains("--timeout"), "{}", r.stderr());
+    }
+    let r = run(kms_env(&bare_env()).args(["--timeout", "23h", "exec", "--", "true"]));
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+}
+
+#[test]
+fn add_refuses_a_value_no_environment_can_hold_and_leaves_the_file_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.env");
+    let original = "KMS_DATA_KEY=AQI=\nAWS_REGION=us-east-1\n";
+    std::fs::write(&file, original).unwrap();
+    // Through stdin: argv could not carry it either.
+    let big = "x".repeat(200 * 1024);
+    let r = run_with_stdin(
+        kms_env(&aws_env())
+            .arg("add")
+            .arg(&file)
+            .args(["--stdin", "CERT"]),
+        big.as_bytes(),
+    );
+    assert_eq!(r.code, Some(65), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("CERT") && r.stderr().contains("128 KiB"),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+}
+
+#[test]
+fn empty_kms_env_variables_count_as_unset() {
+    let mut env = bare_env();
+    for var in [
+        "KMS_ENV_CONTEXT",
+        "KMS_ENV_TIMEOUT",
+        "KMS_ENV_LOG_LEVEL",
+        "KMS_ENV_INIT",
+        "KMS_ENV_START_JITTER",
+        "KMS_ENV_REGION",
+    ] {
+        env.insert(var.into(), "".into());
+    }
+    let (r, dump) = exec_dump(&env, &[], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    assert!(dump.started());
+
+    // An empty KMS_ENV_REGION does not hide AWS_REGION.
+    let mut env = aws_env();
+    env.insert("KMS_ENV_REGION".into(), "".into());
+    env.insert("KMS_ENV_TIMEOUT".into(), "".into());
+    env.insert("S".into(), cli_encrypt(b"empty-vars-value").into());
+    let (r, dump) = exec_dump(&env, &[], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    assert_eq!(dump.var("S").unwrap(), b"empty-vars-value");
+    assert_no_plaintext(&r, &[b"empty-vars-value"]);
+}
+
+#[test]
+fn control_characters_in_names_are_escaped_in_messages_and_tables() {
+    let mut env = bare_env();
+    env.insert(os(b"FORGED\nkms-env: all good\x1b[2K"), "kms:!!".into());
+    let (r, dump) = exec_dump(&env, &[], &[]);
+    assert_eq!(r.code, Some(65), "{}", r.stderr());
+    assert!(!dump.started());
+    let err = r.stderr();
+    assert!(
+        err.contains("FORGED\\nkms-env: all good\\u{1b}[2K (kms)"),
+        "{err}"
+    );
+    assert!(!err.contains("\nkms-env: all good"), "{err}");
+    assert!(!r.stderr.contains(&0x1b), "{err}");
+
+    let r = run(kms_env(&env).arg("check"));
+    assert_eq!(r.code, Some(65), "{}", r.stderr());
+    assert!(!r.stdout.contains(&0x1b) && !r.stderr.contains(&0x1b));
+    assert!(r.stdout().contains("FORGED\\nkms-env"), "{}", r.stdout());
+}
