@@ -102,6 +102,9 @@ pub struct Reason {
     pub class: Class,
     /// What happened, for a human.
     pub detail: String,
+    /// What to try, when the cause is known better than its class (printed once after the
+    /// failures; otherwise the class's own hint, if any).
+    pub hint: Option<&'static str>,
 }
 
 impl Reason {
@@ -110,9 +113,24 @@ impl Reason {
         Reason {
             class,
             detail: detail.into(),
+            hint: None,
         }
     }
+
+    /// The same reason with advice for its actual cause.
+    pub fn with_hint(mut self, hint: &'static str) -> Self {
+        self.hint = Some(hint);
+        self
+    }
+
+    /// The advice to print: the cause's, else the class's.
+    pub fn advice(&self) -> Option<&'static str> {
+        self.hint.or_else(|| hint(self.class))
+    }
 }
+
+/// Advice when no region could be found.
+pub const REGION_HINT: &str = "set --region or KMS_ENV_REGION, or AWS_REGION / AWS_DEFAULT_REGION, or a region in the AWS profile";
 
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -151,7 +169,7 @@ pub enum Error {
     #[error("{}", render_failures(.0, "failed the check"))]
     Check(Vec<Failure>),
     /// A single value given on the command line or stdin could not be handled.
-    #[error("{0}")]
+    #[error("{}", render_reason(.0))]
     Value(Reason),
     /// Bad usage that clap could not catch.
     #[error("{0}")]
@@ -207,7 +225,7 @@ fn render_failures(failures: &[Failure], what: &str) -> String {
     }
     let mut hinted = Vec::new();
     for f in &sorted {
-        if let Some(h) = hint(f.reason.class)
+        if let Some(h) = f.reason.advice()
             && !hinted.contains(&h)
         {
             hinted.push(h);
@@ -220,6 +238,13 @@ fn render_failures(failures: &[Failure], what: &str) -> String {
     out
 }
 
+fn render_reason(reason: &Reason) -> String {
+    match reason.advice() {
+        Some(h) => format!("{reason}\nhint: {h}"),
+        None => reason.to_string(),
+    }
+}
+
 /// Advice printed once after the failures of a class.
 pub fn hint(class: Class) -> Option<&'static str> {
     match class {
@@ -230,10 +255,12 @@ pub fn hint(class: Class) -> Option<&'static str> {
              (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI) and EC2 instance metadata \
              (unless AWS_EC2_METADATA_DISABLED=true). On ECS, give the task a task role.",
         ),
-        Class::Config => Some(
-            "set --region or KMS_ENV_REGION, or AWS_REGION / AWS_DEFAULT_REGION, or a region in the AWS profile",
-        ),
         Class::TimedOut => Some("raise the deadline with --timeout or KMS_ENV_TIMEOUT"),
+        Class::Unreachable => Some(
+            "check the endpoint (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>, a VPC endpoint's \
+             DNS), the proxy settings (HTTPS_PROXY, NO_PROXY) and that the network lets the task \
+             reach it",
+        ),
         _ => None,
     }
 }

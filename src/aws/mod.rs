@@ -19,13 +19,15 @@
 pub mod region;
 pub mod tls;
 
-use crate::error::{Class, Reason};
+use crate::error::{Class, REGION_HINT, Reason};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_kms::config::http::HttpResponse;
-use aws_sdk_kms::config::interceptors::FinalizerInterceptorContextRef;
+use aws_sdk_kms::config::interceptors::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
 use aws_sdk_kms::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use std::future::Future;
@@ -82,6 +84,8 @@ pub fn tune_for_startup(config: SdkConfig, deadline_len: Duration) -> SdkConfig 
 struct AttemptLog {
     count: u32,
     last_error: Option<(Class, String)>,
+    /// `host:port` of the last attempt's request, for messages.
+    endpoint: Option<String>,
 }
 
 /// What the attempts of one call saw, shared with the interceptor that [`call`] hands to the
@@ -149,6 +153,41 @@ impl Intercept for Attempts {
         }
         Ok(())
     }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let (Some(endpoint), Ok(mut log)) = (authority(context.request().uri()), self.0.lock()) {
+            log.endpoint = Some(endpoint);
+        }
+        Ok(())
+    }
+}
+
+impl Attempts {
+    /// `host:port` of the last attempt, when one was made.
+    fn endpoint(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|log| log.endpoint.clone())
+    }
+}
+
+/// `host:port` of a URL (the port the scheme implies when none is written).
+fn authority(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split(['/', '?']).next()?;
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    if host
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+        && !host.ends_with(']')
+    {
+        return Some(host.to_owned());
+    }
+    let port = if scheme == "http" { 80 } else { 443 };
+    Some(format!("{host}:{port}"))
 }
 
 /// The AWS error code of a response: the `x-amzn-ErrorType` header or the JSON `__type`.
@@ -193,7 +232,8 @@ where
     loop {
         let sent = send(attempts.clone());
         let result = tokio::time::timeout_at(deadline, async {
-            sent.await.map_err(|e| classify(e, codes))
+            sent.await
+                .map_err(|e| classify_at(e, codes, attempts.endpoint().as_deref()))
         })
         .await
         .unwrap_or_else(|_| Err(attempts.deadline_reason()));
@@ -229,7 +269,7 @@ pub async fn load_config(
 
 /// The configuration error for a call without a region.
 pub fn no_region() -> Reason {
-    Reason::new(Class::Config, region::tried())
+    Reason::new(Class::Config, region::tried()).with_hint(REGION_HINT)
 }
 
 /// One service's clients: one for the configured region, made once, and one per other region
@@ -278,6 +318,18 @@ pub fn classify<E>(err: SdkError<E, HttpResponse>, codes: Codes) -> Reason
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
+    classify_at(err, codes, None)
+}
+
+/// [`classify`], naming `endpoint` (`host:port`) when the connection failed.
+pub fn classify_at<E>(
+    err: SdkError<E, HttpResponse>,
+    codes: Codes,
+    endpoint: Option<&str>,
+) -> Reason
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
     if let Some(cred) = find_source::<CredentialsError>(&err) {
         return credentials_reason(cred);
     }
@@ -298,21 +350,52 @@ where
         }
         SdkError::TimeoutError(_) => Reason::new(Class::TimedOut, "the SDK's timeout passed"),
         SdkError::DispatchFailure(d) => {
+            let at = endpoint.map(|e| format!(" {e}")).unwrap_or_default();
+            let cause = find_source::<std::io::Error>(&err)
+                .map_or_else(|| describe(&err), ToString::to_string);
+            let dns = chain(&err).any(|e| e.to_string() == "dns error");
             let detail = if d.is_timeout() {
-                "connecting timed out".to_owned()
+                format!("connecting to{at} timed out")
+            } else if dns {
+                format!("cannot resolve the endpoint's host{at}: {cause}")
             } else {
-                format!("cannot reach the endpoint: {}", DisplayErrorContext(&err))
+                format!("cannot connect to{at}: {cause}")
             };
             Reason::new(Class::Unreachable, detail)
         }
         SdkError::ResponseError(ctx) if ctx.raw().status().as_u16() == 403 => unrecognised(403),
         SdkError::ResponseError(_) => Reason::new(
             Class::Unreachable,
-            format!("unusable response: {}", DisplayErrorContext(&err)),
+            format!("unusable response: {}", describe(&err)),
         ),
-        _ => Reason::new(Class::Config, DisplayErrorContext(&err).to_string()),
+        _ => Reason::new(Class::Config, describe(&err)),
     }
 }
+
+/// An error and its sources, outermost first.
+fn chain<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| e.source())
+}
+
+/// An error and its sources in words, `outer: inner: …`, each said once: `Display` only, never
+/// `Debug` (no `DispatchFailure(…{ source: … })` in a message).
+pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for e in chain(err) {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+/// Advice for a credentials provider that is configured but unusable.
+const CREDENTIALS_HINT: &str = "check the credentials settings: AWS_CONTAINER_CREDENTIALS_FULL_URI \
+     or _RELATIVE_URI, AWS_CONTAINER_AUTHORIZATION_TOKEN or _TOKEN_FILE (a token file must not end \
+     in a newline), AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN, and the AWS profile";
 
 /// An error answer without a service error code.
 fn unrecognised(status: u16) -> Reason {
@@ -352,11 +435,12 @@ fn class_of_code(code: &str, status: u16) -> Class {
 }
 
 fn credentials_reason(err: &CredentialsError) -> Reason {
-    let class = match err {
-        CredentialsError::InvalidConfiguration(_) => Class::Config,
-        _ => Class::NoCredentials,
-    };
-    Reason::new(class, DisplayErrorContext(err).to_string())
+    match err {
+        CredentialsError::InvalidConfiguration(_) => {
+            Reason::new(Class::Config, describe(err)).with_hint(CREDENTIALS_HINT)
+        }
+        _ => Reason::new(Class::NoCredentials, describe(err)),
+    }
 }
 
 fn find_source<'a, T: std::error::Error + 'static>(
@@ -391,5 +475,36 @@ mod tests {
         assert_eq!(class_of_code("", 403), Class::AccessDenied);
         assert_eq!(unrecognised(403).class, Class::AccessDenied);
         assert_eq!(unrecognised(502).class, Class::ServiceError);
+    }
+
+    #[test]
+    fn endpoints_and_error_chains_in_words() {
+        assert_eq!(
+            authority("http://127.0.0.1:1/").as_deref(),
+            Some("127.0.0.1:1")
+        );
+        assert_eq!(
+            authority("https://kms.eu-west-1.amazonaws.com/").as_deref(),
+            Some("kms.eu-west-1.amazonaws.com:443")
+        );
+        assert_eq!(authority("http://[::1]/x").as_deref(), Some("[::1]:80"));
+        assert_eq!(
+            authority("http://[::1]:8080").as_deref(),
+            Some("[::1]:8080")
+        );
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("dispatch failure")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let err = Outer(std::io::Error::other("refused"));
+        assert_eq!(describe(&err), "dispatch failure: refused");
     }
 }

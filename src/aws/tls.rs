@@ -79,8 +79,16 @@ fn usable(pem: Vec<u8>) -> (Vec<u8>, usize) {
     (out.into_bytes(), good.len())
 }
 
+/// Advice for an unusable CA bundle.
+const CA_HINT: &str = "AWS_CA_BUNDLE and SSL_CERT_FILE must name readable PEM files of CA \
+     certificates (-----BEGIN CERTIFICATE----- blocks); unset them to use the system's roots";
+
 /// The PEM files named by `AWS_CA_BUNDLE` and `SSL_CERT_FILE`, read and checked.
 fn extra_cas() -> Result<Vec<Vec<u8>>, Reason> {
+    extra_cas_unhinted().map_err(|r| r.with_hint(CA_HINT))
+}
+
+fn extra_cas_unhinted() -> Result<Vec<Vec<u8>>, Reason> {
     let mut out = Vec::new();
     for var in EXTRA_CA_VARS {
         let Some(path) = std::env::var_os(var) else {

@@ -181,3 +181,133 @@ fn control_characters_in_names_are_escaped_in_messages_and_tables() {
     assert!(!r.stdout.contains(&0x1b) && !r.stderr.contains(&0x1b));
     assert!(r.stdout().contains("FORGED\\nkms-env"), "{}", r.stdout());
 }
+
+/// Fails if `text` holds Rust `Debug` output (`Foo { source: … }`, `Some(…)`, `Os { code … }`).
+fn assert_no_debug(text: &str) {
+    for marker in [
+        "{ ", " }", "Some(", "None", "source:", "kind:", "Os {", "Error(",
+    ] {
+        assert!(
+            !text.contains(marker),
+            "Debug output ({marker:?}) in: {text}"
+        );
+    }
+}
+
+#[test]
+fn every_failure_class_is_a_sentence_with_the_hint_for_its_cause() {
+    let closed = free_port();
+    let token = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token.path(), "token-with-a-newline\n").unwrap();
+    let not_pem = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(not_pem.path(), "not a certificate").unwrap();
+    let throttle = proxy::start(moto().port, |_, _| {
+        proxy::Fault::Error(400, "ThrottlingException")
+    });
+    let deny = proxy::start(moto().port, |_, _| {
+        proxy::Fault::Error(400, "AccessDeniedException")
+    });
+    let closed_url = format!("http://127.0.0.1:{closed}");
+    let token_path = token.path().to_str().unwrap().to_owned();
+    let pem_path = not_pem.path().to_str().unwrap().to_owned();
+    let hole = black_hole();
+    let cases: Vec<(&str, Vec<(&str, &str)>, i32, &str, &str)> = vec![
+        (
+            "closed port",
+            vec![("AWS_ENDPOINT_URL", &closed_url)],
+            69,
+            "cannot connect to 127.0.0.1:",
+            "AWS_ENDPOINT_URL",
+        ),
+        (
+            "unknown host",
+            vec![("AWS_ENDPOINT_URL", "http://kms-env-test.invalid")],
+            69,
+            "cannot resolve the endpoint's host kms-env-test.invalid:80",
+            "AWS_ENDPOINT_URL",
+        ),
+        (
+            "no answer",
+            vec![("AWS_ENDPOINT_URL", &hole), ("KMS_ENV_TIMEOUT", "1500ms")],
+            69,
+            "timed out",
+            "--timeout",
+        ),
+        (
+            "throttled",
+            vec![
+                ("AWS_ENDPOINT_URL", &throttle.url),
+                ("KMS_ENV_TIMEOUT", "1s"),
+            ],
+            69,
+            "throttled",
+            "",
+        ),
+        (
+            "denied",
+            vec![("AWS_ENDPOINT_URL", &deny.url)],
+            77,
+            "access denied: AccessDeniedException",
+            "",
+        ),
+        (
+            "unusable token file",
+            vec![
+                ("AWS_ACCESS_KEY_ID", ""),
+                (
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                    "http://127.0.0.1:9/creds",
+                ),
+                ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_path),
+            ],
+            78,
+            "credentials provider",
+            "_TOKEN_FILE",
+        ),
+        (
+            "no region",
+            vec![("AWS_REGION", ""), ("AWS_DEFAULT_REGION", "")],
+            78,
+            "no AWS region found",
+            "--region",
+        ),
+        (
+            "bad CA bundle",
+            vec![("AWS_CA_BUNDLE", &pem_path)],
+            78,
+            "no PEM certificate",
+            "PEM files of CA certificates",
+        ),
+    ];
+    for (what, vars, code, says, hint) in cases {
+        let mut env = aws_env();
+        for (k, v) in vars {
+            if v.is_empty() {
+                env.remove(std::ffi::OsStr::new(k));
+                if k == "AWS_ACCESS_KEY_ID" {
+                    env.remove(std::ffi::OsStr::new("AWS_SECRET_ACCESS_KEY"));
+                }
+            } else {
+                env.insert(k.into(), v.into());
+            }
+        }
+        env.insert("K".into(), "kms:AQIDBAUGBwgJCgsMDQ4PEA==".into());
+        let (r, dump) = exec_dump(&env, &[], &[]);
+        let err = r.stderr();
+        assert_eq!(r.code, Some(code), "{what}: {err}");
+        assert!(!dump.started(), "{what}");
+        assert!(err.contains("  K (kms): "), "{what}: {err}");
+        assert!(err.contains(says), "{what}: {err}");
+        if !hint.is_empty() {
+            let hints: Vec<&str> = err.lines().filter(|l| l.starts_with("hint: ")).collect();
+            assert!(hints.iter().any(|h| h.contains(hint)), "{what}: {err}");
+            if hint != "--region" {
+                assert!(
+                    !hints.iter().any(|h| h.contains("--region")),
+                    "{what}: the region hint for another cause: {err}"
+                );
+            }
+        }
+        assert_no_debug(&err);
+    }
+}
