@@ -211,7 +211,9 @@ fn every_failure_class_is_a_sentence_with_the_hint_for_its_cause() {
     let token_path = token.path().to_str().unwrap().to_owned();
     let pem_path = not_pem.path().to_str().unwrap().to_owned();
     let hole = black_hole();
-    let cases: Vec<(&str, Vec<(&str, &str)>, i32, &str, &str)> = vec![
+    // (what, variables to set or, when empty, remove, exit code, the message says, a hint says)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, i32, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "closed port",
             vec![("AWS_ENDPOINT_URL", &closed_url)],
