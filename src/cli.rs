@@ -129,9 +129,15 @@ pub struct ExecArgs {
     )]
     pub command: Vec<OsString>,
 
-    /// Keep helper variables (KMS_DATA_KEY, KMS_ENCRYPTED_*) in the application's environment.
+    /// Keep helper variables (KMS_DATA_KEY, KMS_ENCRYPTED_*, KMS_ENV_LOAD) in the application's environment.
     #[arg(long)]
     pub keep_references: bool,
+
+    /// Load every parameter under a path or every key of a JSON secret: ssm:/path/*,
+    /// ssm:/path/**[:label], sm:<secret>#*, with PREFIX_= in front and ?optional after
+    /// (repeatable; adds to KMS_ENV_LOAD).
+    #[arg(long = "load", value_name = "SPEC")]
+    pub load: Vec<String>,
 
     /// Run COMMAND as a child: forward signals, reap zombies, exit with its status (for images
     /// without an init; also KMS_ENV_INIT=1). By default kms-env replaces itself with COMMAND.
@@ -207,6 +213,12 @@ pub struct CheckArgs {
     /// Print the minimal IAM policy for the references instead of the table.
     #[arg(long)]
     pub iam_policy: bool,
+
+    /// Load every parameter under a path or every key of a JSON secret: ssm:/path/*,
+    /// ssm:/path/**[:label], sm:<secret>#*, with PREFIX_= in front and ?optional after
+    /// (repeatable; adds to KMS_ENV_LOAD).
+    #[arg(long = "load", value_name = "SPEC")]
+    pub load: Vec<String>,
 }
 
 /// `kms-env decrypt`.
@@ -232,9 +244,15 @@ pub struct ExportArgs {
     #[arg(long)]
     pub all: bool,
 
-    /// With --all: keep helper variables (KMS_DATA_KEY, KMS_ENCRYPTED_*).
+    /// With --all: keep helper variables (KMS_DATA_KEY, KMS_ENCRYPTED_*, KMS_ENV_LOAD).
     #[arg(long)]
     pub keep_references: bool,
+
+    /// Load every parameter under a path or every key of a JSON secret: ssm:/path/*,
+    /// ssm:/path/**[:label], sm:<secret>#*, with PREFIX_= in front and ?optional after
+    /// (repeatable; adds to KMS_ENV_LOAD).
+    #[arg(long = "load", value_name = "SPEC")]
+    pub load: Vec<String>,
 }
 
 /// Output formats of `export`.

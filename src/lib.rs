@@ -11,6 +11,7 @@ pub mod envfile;
 pub mod error;
 pub mod exec;
 pub mod export;
+pub mod load;
 pub mod plan;
 pub mod reference;
 pub mod report;

@@ -11,9 +11,12 @@
 //! row per reference. See ARCHITECTURE.md.
 
 use crate::error::{Class, Failure, Reason, printable};
+use crate::load::{self, LOAD_VAR, LoadSource, LoadSpec};
 use crate::reference::{Reference, classify};
+use crate::secret::Secret;
 use crate::source::kms::{self, DATA_KEY_VAR, DataKey, SHUSH_KIND};
-use crate::source::{Grant, Lookups, Outcomes, Resolved, Use, sm, ssm};
+use crate::source::ssm::PathGrant;
+use crate::source::{Grant, Lookup, LookupId, Lookups, Outcomes, Resolved, Use, sm, ssm};
 use crate::value::{Context, Value, Vars};
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
@@ -26,6 +29,41 @@ pub struct Options {
     pub keep_references: bool,
     /// The user's KMS encryption context for `kms:`, `kms:v1:`, mapbox and shush values.
     pub context: Context,
+    /// Load specs from `--load` (besides the environment's `KMS_ENV_LOAD`).
+    pub loads: Vec<String>,
+}
+
+/// A load, as planned.
+#[derive(Debug)]
+struct PlannedLoad {
+    /// Where it was written (`--load` or `KMS_ENV_LOAD`), for failures.
+    origin: &'static str,
+    spec: LoadSpec,
+    id: LookupId,
+}
+
+/// One variable a load sets, with where it came from.
+#[derive(Debug)]
+struct Loaded {
+    name: String,
+    secret: Secret,
+    /// The parameter's name or `secret#key`, for messages.
+    from: String,
+    /// The parameter's or the secret's ARN.
+    source: Option<String>,
+    version: Option<String>,
+    grant: Option<Grant>,
+    /// The spec's text.
+    kind: String,
+}
+
+/// The final variables, and what `-v` says about how they were made.
+#[derive(Debug)]
+pub struct Applied {
+    /// The final environment.
+    pub vars: Vars,
+    /// Lines for the `info` log (never values).
+    pub notes: Vec<String>,
 }
 
 /// One variable of the environment, as planned.
@@ -83,6 +121,7 @@ pub struct Plan {
     /// Every distinct lookup.
     pub lookups: Lookups,
     failures: Vec<Failure>,
+    loads: Vec<PlannedLoad>,
 }
 
 /// A name as messages and tables show it: lossy UTF-8, control characters escaped.
@@ -99,7 +138,36 @@ impl Plan {
             keep_references: options.keep_references,
             lookups: Lookups::default(),
             failures: Vec::new(),
+            loads: Vec::new(),
         };
+        let from_env = env
+            .iter()
+            .find(|(k, _)| k == LOAD_VAR)
+            .map(|(_, v)| v.to_string_lossy().into_owned());
+        let specs = options
+            .loads
+            .iter()
+            .map(|s| ("--load", load::parse(s)))
+            .chain(
+                from_env
+                    .iter()
+                    .flat_map(|list| load::parse_list(list))
+                    .map(|s| (LOAD_VAR, s)),
+            );
+        for (origin, spec) in specs.collect::<Vec<_>>() {
+            match spec {
+                Ok(spec) => {
+                    let id = match &spec.source {
+                        LoadSource::Ssm(path) => plan.lookups.intern(Lookup::SsmPath(path.clone())),
+                        LoadSource::Sm(secret) => sm::plan_load(secret.clone(), &mut plan.lookups),
+                    };
+                    plan.loads.push(PlannedLoad { origin, spec, id });
+                }
+                Err(reason) => {
+                    plan.fail(origin.to_owned(), "load".to_owned(), reason);
+                }
+            }
+        }
         // The data key is decrypted only if some `secure:` value needs it.
         let mut data_key = DataKey::new(
             env.iter()
@@ -112,7 +180,7 @@ impl Plan {
             .collect();
 
         for (name, value) in env {
-            if name == DATA_KEY_VAR {
+            if name == DATA_KEY_VAR || name == LOAD_VAR {
                 plan.entries.push(Entry {
                     name: name.clone(),
                     slot: Slot::Nothing,
@@ -206,7 +274,91 @@ impl Plan {
     /// Applies the lookups' results: the final variables in the original order, or every
     /// failure (malformed references included).
     pub fn apply(self, outcomes: Outcomes) -> Result<Vars, Vec<Failure>> {
+        self.apply_noted(outcomes).map(|a| a.vars)
+    }
+
+    /// The names the environment gives the application (loads never replace them).
+    fn present(&self) -> std::collections::HashSet<&OsStr> {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e.slot, Slot::Plain(_) | Slot::Ref { .. }))
+            .map(|e| e.name.as_os_str())
+            .collect()
+    }
+
+    /// Every variable the loads set, or why a load failed, and what to log. A name the
+    /// environment already has is skipped (the task definition is more specific); a name a load
+    /// may not set, and two loaded values for one name, are failures.
+    fn loaded(&self, outcomes: &Outcomes) -> (Vec<Loaded>, Vec<Failure>, Vec<String>) {
+        let present = self.present();
+        let (mut out, mut failures, mut notes) = (Vec::<Loaded>::new(), Vec::new(), Vec::new());
+        for load in &self.loads {
+            let fail = |reason: Reason| Failure {
+                variable: load.origin.to_owned(),
+                kind: load.spec.text.clone(),
+                reason,
+            };
+            let items = match load_items(load, outcomes) {
+                Ok(items) => items,
+                Err(reason) => {
+                    failures.push(fail(reason));
+                    continue;
+                }
+            };
+            if items.is_empty() && !load.spec.optional {
+                failures.push(fail(Reason::new(
+                    Class::NotFound,
+                    "it loads nothing (a typo in the path or secret?); add ?optional to allow that",
+                )));
+                continue;
+            }
+            let mut count = 0;
+            for item in items {
+                let name = &item.name;
+                if load::refused(name) {
+                    failures.push(fail(Reason::new(
+                        Class::Malformed,
+                        format!(
+                            "{} would set {}, which changes how the application or kms-env \
+                             starts; give the spec a prefix (APP_=…) or rename it",
+                            item.from,
+                            printable(name)
+                        ),
+                    )));
+                } else if present.contains(OsStr::new(name)) {
+                    notes.push(format!(
+                        "{} is set in the environment; the value loaded from {} is not used",
+                        printable(name),
+                        item.from
+                    ));
+                } else if let Some(other) = out.iter().find(|o| o.name == *name) {
+                    failures.push(fail(Reason::new(
+                        Class::Malformed,
+                        format!(
+                            "{} and {} both map to {}; give one spec a prefix",
+                            other.from,
+                            item.from,
+                            printable(name)
+                        ),
+                    )));
+                } else {
+                    count += 1;
+                    out.push(item);
+                }
+            }
+            notes.push(format!(
+                "{} {}: {count} variables",
+                load.origin, load.spec.text
+            ));
+        }
+        (out, failures, notes)
+    }
+
+    /// Applies the lookups' results, with the notes for the log.
+    pub fn apply_noted(self, outcomes: Outcomes) -> Result<Applied, Vec<Failure>> {
+        let (loaded, load_failures, notes) = self.loaded(&outcomes);
         let mut failures = self.failures.clone();
+        failures.extend(load_failures);
         let mut vars = Vec::with_capacity(self.entries.len());
         for entry in &self.entries {
             if let Some((helper_name, original)) = &entry.helper
@@ -228,8 +380,13 @@ impl Plan {
                 },
             }
         }
+        vars.extend(
+            loaded
+                .into_iter()
+                .map(|l| (OsString::from(l.name), Value::Secret(l.secret))),
+        );
         if failures.is_empty() {
-            Ok(vars)
+            Ok(Applied { vars, notes })
         } else {
             Err(failures)
         }
@@ -266,8 +423,71 @@ impl Plan {
                 status,
             });
         }
+        let (loaded, failures, _) = self.loaded(outcomes);
+        rows.extend(failures.into_iter().map(|f| Row {
+            variable: f.variable,
+            kind: f.kind,
+            source: None,
+            version: None,
+            grant: None,
+            status: Err(f.reason),
+        }));
+        rows.extend(loaded.into_iter().map(|l| Row {
+            variable: printable(&l.name),
+            kind: l.kind,
+            source: l.source,
+            version: l.version,
+            grant: l.grant,
+            status: Ok(()),
+        }));
         rows
     }
+}
+
+/// The variables one load sets, named, with their provenance.
+fn load_items(load: &PlannedLoad, outcomes: &Outcomes) -> Result<Vec<Loaded>, Reason> {
+    let f = outcomes.get(load.id)?;
+    let spec = &load.spec;
+    let mut items: Vec<Loaded> = match &spec.source {
+        LoadSource::Ssm(path) => f
+            .items
+            .iter()
+            .map(|item| Loaded {
+                name: load::variable_name(&spec.prefix, path.relative(&item.name)),
+                secret: item.secret.clone(),
+                from: item.name.clone(),
+                source: item.source.clone(),
+                version: item.version.clone(),
+                grant: PathGrant::new(path, item).map(Grant::SsmPath),
+                kind: spec.text.clone(),
+            })
+            .collect(),
+        LoadSource::Sm(secret) => sm::entries(f)?
+            .into_iter()
+            .map(|(key, value)| Loaded {
+                name: load::variable_name(&spec.prefix, &key),
+                secret: value,
+                from: format!("{}#{key}", secret.id),
+                source: f.source.as_ref().map(|arn| format!("{arn}#{key}")),
+                version: f.version.clone(),
+                grant: sm::load_grant(secret, f).map(Grant::Sm),
+                kind: spec.text.clone(),
+            })
+            .collect(),
+    };
+    for item in &items {
+        if item.secret.contains_nul() {
+            return Err(Reason::new(
+                Class::BadCiphertext,
+                format!(
+                    "{}: the plaintext contains a NUL byte, which an environment variable cannot hold",
+                    item.from
+                ),
+            ));
+        }
+    }
+    items.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(items)
 }
 
 /// The kind shown for a variable: shush's, the reference's, or the prefix of a malformed one.

@@ -27,7 +27,7 @@ pub fn check(global: &Global, args: CheckArgs) -> Result<(), Error> {
         }
         None => (std::env::vars_os().collect(), None),
     };
-    let plan = Plan::new(vars, &options(global, false));
+    let plan = Plan::new(vars, &options(global, false, &args.load));
     let outcomes = lookups(global, &plan, fallback.as_deref());
     let rows = plan.report(&outcomes);
     drop(outcomes);

@@ -25,7 +25,7 @@ pub fn decrypt(global: &Global, args: DecryptArgs) -> Result<(), Error> {
         .collect();
     let name = args.name.unwrap_or_else(|| "VALUE".to_owned());
     env.push((OsString::from(name), OsString::from_vec(value)));
-    let plan = Plan::new(env, &options(global, false));
+    let plan = Plan::new(env, &options(global, false, &[]));
     // One value: report its reason, not a list of variables.
     let vars = resolve_plan(global, plan, None).map_err(|e| match e {
         Error::Resolve(mut failures) if !failures.is_empty() => {

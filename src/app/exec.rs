@@ -10,7 +10,10 @@ use tracing::debug;
 /// `kms-env exec [--] COMMAND [ARGS...]`; only returns on failure, or with `--init` with the
 /// application's exit code.
 pub fn exec(global: &Global, args: ExecArgs) -> Result<u8, Error> {
-    let plan = Plan::new(std::env::vars_os(), &options(global, args.keep_references));
+    let plan = Plan::new(
+        std::env::vars_os(),
+        &options(global, args.keep_references, &args.load),
+    );
     debug!("{} variables hold references", plan.reference_count());
     let vars = resolve_plan(global, plan, None)?;
     crate::exec::exec(&args.command, vars, args.init)

@@ -10,7 +10,10 @@ use tracing::warn;
 
 /// `kms-env export [--format shell|dotenv|json] [--all]`.
 pub fn export(global: &Global, args: ExportArgs) -> Result<(), Error> {
-    let plan = Plan::new(std::env::vars_os(), &options(global, args.keep_references));
+    let plan = Plan::new(
+        std::env::vars_os(),
+        &options(global, args.keep_references, &args.load),
+    );
     let vars = resolve_plan(global, plan, None)?;
     let selected: Vars = if args.all {
         vars

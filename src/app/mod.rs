@@ -132,10 +132,11 @@ fn with_aws<T>(
 }
 
 /// Planning options from the command line.
-fn options(global: &Global, keep_references: bool) -> Options {
+fn options(global: &Global, keep_references: bool, loads: &[String]) -> Options {
     Options {
         keep_references,
         context: global.context(),
+        loads: loads.to_vec(),
     }
 }
 
@@ -170,9 +171,12 @@ fn lookups(global: &Global, plan: &Plan, fallback_region: Option<&str>) -> Outco
 fn resolve_plan(global: &Global, plan: Plan, fallback_region: Option<&str>) -> Result<Vars, Error> {
     let started = std::time::Instant::now();
     let outcomes = lookups(global, &plan, fallback_region);
-    let vars = plan.apply(outcomes).map_err(Error::Resolve)?;
+    let applied = plan.apply_noted(outcomes).map_err(Error::Resolve)?;
+    for note in &applied.notes {
+        info!("{note}");
+    }
     info!("resolved in {} ms", started.elapsed().as_millis());
-    Ok(vars)
+    Ok(applied.vars)
 }
 
 /// The value from the command line, or all of stdin when absent or `-`.

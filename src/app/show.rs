@@ -29,7 +29,7 @@ pub fn show(global: &Global, args: ShowArgs) -> Result<(), Error> {
         .pairs()
         .map(|(k, v)| (OsString::from(k), OsString::from(v)))
         .collect();
-    let plan = Plan::new(pairs, &options(global, true));
+    let plan = Plan::new(pairs, &options(global, true, &[]));
     let fallback = file.get(REGION_VAR).map(str::to_owned);
     let vars = resolve_plan(global, plan, fallback.as_deref())?;
     let mut resolved: HashMap<String, Secret> = HashMap::new();

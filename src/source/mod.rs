@@ -37,6 +37,8 @@ pub enum Lookup {
     Kms(kms::Decrypt),
     /// A Parameter Store parameter (fetched in `GetParameters` batches).
     Ssm(ssm::Parameter),
+    /// Every parameter under a Parameter Store path (`GetParametersByPath`, every page).
+    SsmPath(ssm::PathLoad),
     /// A Secrets Manager secret version.
     Sm(sm::SecretVersion),
 }
@@ -94,10 +96,11 @@ impl Lookups {
     pub fn summary(&self) -> String {
         let parameters = self.of(ssm::pick);
         format!(
-            "{} KMS ciphertexts and {} SSM parameters in {} GetParameters calls, {} Secrets Manager secrets",
+            "{} KMS ciphertexts and {} SSM parameters in {} GetParameters calls, {} SSM paths, {} Secrets Manager secrets",
             self.of(kms::pick).len(),
             parameters.len(),
             ssm::batches(&parameters).len(),
+            self.of(ssm::pick_path).len(),
             self.of(sm::pick).len(),
         )
     }
@@ -116,6 +119,21 @@ pub struct Fetched {
     pub binary: bool,
     /// The plaintext parsed as JSON, once, by the first variable that picks a key of it.
     pub(crate) json: OnceCell<Result<sm::Json, Reason>>,
+    /// For a path load: every parameter under the path.
+    pub items: Vec<Item>,
+}
+
+/// One of several values a lookup returned (a parameter of a path).
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// Its name (the parameter's full name).
+    pub name: String,
+    /// The plaintext.
+    pub secret: Secret,
+    /// Its ARN, when AWS said.
+    pub source: Option<String>,
+    /// Its version.
+    pub version: Option<String>,
 }
 
 impl Fetched {
@@ -215,6 +233,8 @@ pub enum Grant {
     Kms(kms::Grant),
     /// `ssm:GetParameters` on a parameter.
     Ssm(ssm::Grant),
+    /// `ssm:GetParametersByPath` on a path.
+    SsmPath(ssm::PathGrant),
     /// `secretsmanager:GetSecretValue` on a secret.
     Sm(sm::Grant),
 }
@@ -222,15 +242,18 @@ pub enum Grant {
 /// The IAM statements for `grants`, each source's in turn.
 pub fn statements(grants: &[&Grant]) -> Vec<serde_json::Value> {
     let (mut kms_grants, mut ssm_grants, mut sm_grants) = (Vec::new(), Vec::new(), Vec::new());
+    let mut path_grants = Vec::new();
     for grant in grants {
         match grant {
             Grant::Kms(g) => kms_grants.push(g),
             Grant::Ssm(g) => ssm_grants.push(g),
+            Grant::SsmPath(g) => path_grants.push(g),
             Grant::Sm(g) => sm_grants.push(g),
         }
     }
     let mut out = kms::statements(&kms_grants);
     out.extend(ssm::statements(&ssm_grants));
+    out.extend(ssm::path_statements(&path_grants));
     out.extend(sm::statements(&sm_grants));
     out
 }
@@ -251,13 +274,14 @@ pub async fn resolve<K: kms::Kms, S: ssm::Ssm, M: sm::SecretsManager>(
     clients: &Clients<'_, K, S, M>,
     deadline: Instant,
 ) -> Outcomes {
-    let (k, s, m) = futures_util::future::join3(
+    let (k, s, p, m) = futures_util::future::join4(
         kms::resolve(lookups.of(kms::pick), clients.kms, deadline),
         ssm::resolve(lookups.of(ssm::pick), clients.ssm, deadline),
+        ssm::resolve_paths(lookups.of(ssm::pick_path), clients.ssm, deadline),
         sm::resolve(lookups.of(sm::pick), clients.sm, deadline),
     )
     .await;
-    k.into_iter().chain(s).chain(m).collect()
+    k.into_iter().chain(s).chain(p).chain(m).collect()
 }
 
 /// `fut`, or a timeout when `deadline` passes first.
@@ -433,5 +457,81 @@ mod tests {
         assert_eq!(status("OTHER").unwrap_err().class, Class::NotFound);
         let failures = plan.apply(out).unwrap_err();
         assert_eq!(failures.len(), 2);
+    }
+
+    #[test]
+    fn loads_walk_every_page_map_names_and_fail_closed() {
+        let values: Vec<(String, String)> = (0..5)
+            .map(|i| (format!("/prod/app/k{i}"), format!("v{i}")))
+            .chain([
+                ("/prod/app/db/password".to_owned(), "pw".to_owned()),
+                ("/prod/app/LD_PRELOAD".to_owned(), "evil".to_owned()),
+                ("/prod/app/db.password".to_owned(), "other".to_owned()),
+            ])
+            .collect();
+        let pairs: Vec<(&str, &str)> = values
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let ssm = FakeSsm::with(&pairs);
+        let env = |load: &str| {
+            vec![
+                (OsString::from("K0"), OsString::from("explicit")),
+                (OsString::from("KMS_ENV_LOAD"), OsString::from(load)),
+            ]
+        };
+        // One level, with a prefix: every page, the explicit variable wins.
+        let plan = Plan::new(env("ssm:/prod/app/*"), &Options::default());
+        let out = run(&plan, &FakeKms::default(), &ssm, 1000);
+        let failures = plan.apply(out).unwrap_err();
+        assert!(
+            failures
+                .iter()
+                .any(|f| f.reason.detail.contains("LD_PRELOAD")),
+            "{failures:?}"
+        );
+        let prefixed = Plan::new(env("APP_=ssm:/prod/app/*"), &Options::default());
+        ssm.batches.borrow_mut().clear();
+        let out = run(&prefixed, &FakeKms::default(), &ssm, 1000);
+        let vars = prefixed.apply(out).unwrap();
+        let names: Vec<String> = vars
+            .iter()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "K0",
+                "APP_DB_PASSWORD",
+                "APP_K0",
+                "APP_K1",
+                "APP_K2",
+                "APP_K3",
+                "APP_K4",
+                "APP_LD_PRELOAD"
+            ]
+        );
+        // 7 parameters one level down, pages of two: four calls.
+        assert_eq!(ssm.batches.borrow().len(), 4);
+        // Every level: db/password and db.password both map to DB_PASSWORD.
+        let deep = Plan::new(env("ssm:/prod/app/**"), &Options::default());
+        let out = run(&deep, &FakeKms::default(), &ssm, 1000);
+        let failures = deep.apply(out).unwrap_err();
+        assert!(
+            failures
+                .iter()
+                .any(|f| f.reason.detail.contains("both map to DB_PASSWORD")),
+            "{failures:?}"
+        );
+        // Nothing under a path: 66 unless optional.
+        let empty = Plan::new(env("ssm:/nothing/*"), &Options::default());
+        let out = run(&empty, &FakeKms::default(), &ssm, 1000);
+        assert_eq!(
+            empty.apply(out).unwrap_err()[0].reason.class,
+            Class::NotFound
+        );
+        let optional = Plan::new(env("ssm:/nothing/*?optional"), &Options::default());
+        let out = run(&optional, &FakeKms::default(), &ssm, 1000);
+        assert_eq!(optional.apply(out).unwrap().len(), 1);
     }
 }

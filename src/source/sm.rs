@@ -386,6 +386,62 @@ fn select(json: &Json, key: &Key) -> Result<Secret, Reason> {
     }
 }
 
+/// Every top-level key of the secret's JSON object with its value (as [`select`] gives it), in
+/// key order; `null` values are left out. For `sm:…#*` loads.
+pub fn entries(fetched: &Fetched) -> Result<Vec<(String, Secret)>, Reason> {
+    let json = fetched.json.get_or_init(|| parse_json(fetched));
+    let json = json.as_ref().map_err(Clone::clone)?;
+    let Value::Object(map) = &json.0 else {
+        return Err(malformed("the secret's value is not a JSON object"));
+    };
+    let mut out = Vec::new();
+    for (key, value) in map {
+        if value.is_null() {
+            continue;
+        }
+        out.push((key.clone(), select(json, &Key::Field(key.clone()))?));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Parses what follows `sm:` in a load spec: `<name or ARN>[:selector]#*`.
+pub fn parse_load(body: &str) -> Result<SecretVersion, Reason> {
+    let Some(locator) = body.strip_suffix("#*") else {
+        return Err(malformed(
+            "an sm: load is sm:<name or ARN>[:stage or version id]#* (every key of a JSON secret)",
+        ));
+    };
+    let reference = parse(locator.as_bytes())?;
+    if reference.key.is_some() {
+        return Err(malformed(
+            "an sm: load picks every key with #*, no other key",
+        ));
+    }
+    Ok(reference.secret)
+}
+
+/// Plans the fetch of a `#*` load: the same lookup as `sm:` references to the secret.
+pub fn plan_load(secret: SecretVersion, lookups: &mut Lookups) -> LookupId {
+    lookups.intern(Lookup::Sm(secret))
+}
+
+/// The grant a `#*` load of `secret` needs, from what answered.
+pub fn load_grant(secret: &SecretVersion, fetched: &Fetched) -> Option<Grant> {
+    let arn = fetched.source.as_deref()?;
+    Some(Grant {
+        resource: if secret.by_arn {
+            arn.to_owned()
+        } else {
+            any_suffix(arn)
+        },
+        stage: match &secret.version {
+            Version::Stage(s) => Some(s.clone()),
+            Version::Id(_) => None,
+        },
+    })
+}
+
 impl Use {
     /// The plaintext, from the answers.
     pub fn finish(&self, outcomes: &Outcomes) -> Result<Resolved, Reason> {

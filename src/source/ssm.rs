@@ -7,7 +7,7 @@
 //! [`Ssm`] port with its SDK adapter [`AwsSsm`], SSM's error codes and the `ssm:GetParameters`
 //! IAM statement. See README "Reference syntax".
 
-use super::{Fetched, Lookup, LookupId, Lookups, Outcomes, Resolved, within};
+use super::{Fetched, Item, Lookup, LookupId, Lookups, Outcomes, Resolved, within};
 use crate::aws::{self, Regional};
 use crate::error::{Class, Reason};
 use crate::secret::Secret;
@@ -174,6 +174,150 @@ fn check_name(name: &str) -> Result<(), Reason> {
     Ok(())
 }
 
+/// A load of every parameter under a path (`ssm:/prod/billing/*`, `/**`, `/**:label`): one
+/// `GetParametersByPath` walk, every page, in the configured region.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PathLoad {
+    /// The path, without a trailing `/` (`/` for the root).
+    pub path: String,
+    /// `/**`: every level below.
+    pub recursive: bool,
+    /// Only parameters carrying this label.
+    pub label: Option<String>,
+}
+
+impl PathLoad {
+    /// The part of a parameter's name below the path (`db/password`).
+    pub fn relative<'a>(&self, name: &'a str) -> &'a str {
+        name.strip_prefix(self.path.as_str())
+            .unwrap_or(name)
+            .trim_start_matches('/')
+    }
+}
+
+/// Parses what follows `ssm:` in a load spec: `/path/*`, `/path/**`, optionally `:label`.
+pub fn parse_load(body: &str) -> Result<PathLoad, Reason> {
+    const SHAPE: &str =
+        "an ssm: load is ssm:/path/* (one level) or ssm:/path/** (every level), optionally :label";
+    let (body, label) = match body.rsplit_once(':') {
+        Some((spec, label)) if spec.ends_with('*') => (spec, Some(label)),
+        _ => (body, None),
+    };
+    let (path, recursive) = if let Some(path) = body.strip_suffix("/**") {
+        (path, true)
+    } else if let Some(path) = body.strip_suffix("/*") {
+        (path, false)
+    } else {
+        return Err(malformed(SHAPE));
+    };
+    let path = if path.is_empty() { "/" } else { path };
+    if !path.starts_with('/') {
+        return Err(malformed(SHAPE));
+    }
+    if path != "/" {
+        check_name(path)?;
+    }
+    let label = match label {
+        Some(l) => split_selector(&format!("x:{l}"))?.1,
+        None => None,
+    };
+    Ok(PathLoad {
+        path: path.to_owned(),
+        recursive,
+        label,
+    })
+}
+
+/// Selects the path loads.
+pub fn pick_path(lookup: &Lookup) -> Option<&PathLoad> {
+    match lookup {
+        Lookup::SsmPath(p) => Some(p),
+        _ => None,
+    }
+}
+
+/// Walks every path load, each page after the other (SSM returns at most 10 a page), all
+/// loads at once.
+pub async fn resolve_paths(
+    loads: Vec<(LookupId, &PathLoad)>,
+    ssm: &impl Ssm,
+    deadline: Instant,
+) -> Vec<(LookupId, Result<Fetched, Reason>)> {
+    join_all(loads.into_iter().map(|(id, load)| async move {
+        let mut items = Vec::new();
+        let mut next: Option<String> = None;
+        let result = loop {
+            let page = within(
+                deadline,
+                ssm.get_parameters_by_path(load, next.as_deref(), deadline),
+            )
+            .await;
+            match page {
+                Err(reason) => break Err(reason),
+                Ok((answers, token)) => {
+                    items.extend(answers.into_iter().map(|a| Item {
+                        name: a.name,
+                        secret: a.value,
+                        source: a.arn,
+                        version: a.version.map(|v| v.to_string()),
+                    }));
+                    match token {
+                        Some(t) if !t.is_empty() => next = Some(t),
+                        _ => break Ok(()),
+                    }
+                }
+            }
+        };
+        (
+            id,
+            result.map(|()| Fetched {
+                items,
+                ..Fetched::default()
+            }),
+        )
+    }))
+    .await
+}
+
+/// `ssm:GetParametersByPath` on a path (`check --iam-policy`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathGrant {
+    /// `arn:…:parameter/prod/billing`.
+    pub arn: String,
+}
+
+impl PathGrant {
+    /// The grant for `load`, from the ARN of one parameter it returned.
+    pub fn new(load: &PathLoad, item: &Item) -> Option<PathGrant> {
+        let arn = item.source.as_deref()?;
+        let base = arn.strip_suffix(item.name.trim_start_matches('/'))?;
+        let base = base.trim_end_matches('/');
+        Some(PathGrant {
+            arn: format!("{base}/{}", load.path.trim_matches('/'))
+                .trim_end_matches('/')
+                .to_owned(),
+        })
+    }
+}
+
+/// The `ssm:GetParametersByPath` statement: each path and everything below it.
+pub fn path_statements(grants: &[&PathGrant]) -> Vec<Value> {
+    let mut arns: BTreeSet<String> = BTreeSet::new();
+    for g in grants {
+        arns.insert(g.arn.clone());
+        arns.insert(format!("{}/*", g.arn));
+    }
+    if arns.is_empty() {
+        return Vec::new();
+    }
+    vec![json!({
+        "Sid": "ReadParameterPaths",
+        "Effect": "Allow",
+        "Action": "ssm:GetParametersByPath",
+        "Resource": arns.into_iter().collect::<Vec<_>>(),
+    })]
+}
+
 /// Selects the parameter lookups.
 pub fn pick(lookup: &Lookup) -> Option<&Parameter> {
     match lookup {
@@ -266,6 +410,15 @@ pub trait Ssm {
         names: &[String],
         deadline: Instant,
     ) -> impl Future<Output = Result<Vec<Answer>, Reason>>;
+
+    /// One page of `GetParametersByPath` with decryption for `load`, from `next` (the previous
+    /// page's token); the parameters and the next token.
+    fn get_parameters_by_path(
+        &self,
+        load: &PathLoad,
+        next: Option<&str>,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<(Vec<Answer>, Option<String>), Reason>>;
 }
 
 /// Whether answer `a` is the one for `wanted`. A batch never holds one name twice, so the name
@@ -373,6 +526,53 @@ impl Ssm for AwsSsm {
             })
             .collect())
     }
+
+    async fn get_parameters_by_path(
+        &self,
+        load: &PathLoad,
+        next: Option<&str>,
+        deadline: Instant,
+    ) -> Result<(Vec<Answer>, Option<String>), Reason> {
+        let client = self.clients.client(None)?;
+        let filters = match &load.label {
+            None => None,
+            Some(label) => Some(vec![
+                aws_sdk_ssm::types::ParameterStringFilter::builder()
+                    .key("Label")
+                    .option("Equals")
+                    .values(label)
+                    .build()
+                    .map_err(|e| Reason::new(Class::Malformed, e.to_string()))?,
+            ]),
+        };
+        let out = aws::call(deadline, codes, |attempts| {
+            client
+                .get_parameters_by_path()
+                .path(&load.path)
+                .recursive(load.recursive)
+                .with_decryption(true)
+                .set_parameter_filters(filters.clone())
+                .set_next_token(next.map(str::to_owned))
+                .customize()
+                .interceptor(attempts)
+                .send()
+        })
+        .await?;
+        let answers = out
+            .parameters
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| {
+                Some(Answer {
+                    name: p.name?,
+                    arn: p.arn,
+                    version: Some(p.version),
+                    value: Secret::from(p.value?),
+                })
+            })
+            .collect();
+        Ok((answers, out.next_token))
+    }
 }
 
 /// `ssm:GetParameters` on a parameter.
@@ -449,6 +649,41 @@ pub mod fake {
                     })
                 })
                 .collect())
+        }
+
+        async fn get_parameters_by_path(
+            &self,
+            load: &PathLoad,
+            next: Option<&str>,
+            _: Instant,
+        ) -> Result<(Vec<Answer>, Option<String>), Reason> {
+            // Pages of two, the token being the index of the next page's first parameter.
+            let mut names: Vec<&String> = self
+                .values
+                .keys()
+                .filter(|n| {
+                    n.strip_prefix(&format!("{}/", load.path.trim_end_matches('/')))
+                        .is_some_and(|rest| load.recursive || !rest.contains('/'))
+                })
+                .collect();
+            names.sort();
+            let start: usize = next.map_or(0, |t| t.parse().unwrap_or(0));
+            self.batches
+                .borrow_mut()
+                .push((None, vec![format!("{}@{start}", load.path)]));
+            let page = names
+                .iter()
+                .skip(start)
+                .take(2)
+                .map(|n| Answer {
+                    name: (*n).clone(),
+                    arn: Some(format!("arn:aws:ssm:us-east-1:111122223333:parameter{n}")),
+                    version: Some(1),
+                    value: Secret::new(self.values[*n].clone().into_bytes()),
+                })
+                .collect();
+            let next = (start + 2 < names.len()).then(|| (start + 2).to_string());
+            Ok((page, next))
         }
     }
 }

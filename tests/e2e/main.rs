@@ -11,6 +11,7 @@ mod faults;
 mod hardening;
 mod init;
 mod interop;
+mod loads;
 mod network;
 mod region;
 mod secrets;
