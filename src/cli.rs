@@ -115,6 +115,36 @@ pub enum Command {
     Show(ShowArgs),
     /// Resolve every reference without printing any value; report and exit with the taxonomy.
     Check(CheckArgs),
+    /// Rewrite an env file of the original kms-env with kms: values (authenticated by KMS)
+    /// instead of secure: ones, and print it; the file itself is not changed.
+    Migrate(MigrateArgs),
+    /// Copy this executable into DIR (atomically, mode 0755), e.g. from a Kubernetes
+    /// initContainer into an emptyDir the application container mounts.
+    Install(InstallArgs),
+}
+
+/// `kms-env migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The env file of the original kms-env.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// KMS key for the new values (default: the key of the file's KMS_DATA_KEY).
+    #[arg(long, env = "KMS_ENV_KEY_ID", value_name = "KEY")]
+    pub key_id: Option<String>,
+
+    /// Bind each value to its variable name (kms:v1: values, see encrypt --bind-name).
+    #[arg(long)]
+    pub bind_name: bool,
+}
+
+/// `kms-env install`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// The directory to copy the executable into (as DIR/kms-env).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 /// `kms-env exec`.

@@ -15,6 +15,9 @@ pub struct Pair {
     pub key: String,
     /// The value, unquoted and unescaped.
     pub value: String,
+    /// Whether the value was in quotes (which `docker --env-file` and ECS `environmentFiles`
+    /// would pass on literally).
+    pub quoted: bool,
 }
 
 /// What is wrong with a file (dotenv or the original kms-env's), and where.
@@ -128,6 +131,7 @@ pub fn parse(text: &str) -> Result<Vec<Pair>, ParseError> {
             return Err(cur.error("expected '=' after the key"));
         }
         cur.skip_blanks();
+        let quoted = matches!(cur.peek(), Some('\'' | '"'));
         let value = match cur.peek() {
             Some('\'') => {
                 cur.next();
@@ -176,7 +180,7 @@ pub fn parse(text: &str) -> Result<Vec<Pair>, ParseError> {
                 line[..cut].trim_end().to_owned()
             }
         };
-        pairs.push(Pair { key, value });
+        pairs.push(Pair { key, value, quoted });
     }
 }
 

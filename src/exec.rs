@@ -1,8 +1,8 @@
 //! Replacing this process with the application: argv and the final environment to `execve`.
 //!
-//! The command is looked up in `PATH` exactly as `execvp` does (glibc's `execvpe`, through
-//! `nix`), so the application keeps our PID, our stdin/stdout/stderr and receives its signals
-//! directly. Only a failed exec returns; its errno becomes 127 (not found) or 126 (cannot run).
+//! The command is looked up in the application's `PATH` as glibc's `execvpe` does (see
+//! [`Program`]), and the application replaces us: it keeps our PID, our stdin/stdout/stderr and
+//! receives its signals directly. Only a failed exec returns; its errno becomes 127 (not found) or 126 (cannot run).
 //! Before `execve`, the sizes are checked against the kernel's limits (128 KiB per string,
 //! `ARG_MAX` in all), so an environment grown by resolution gets a clear error, not `E2BIG`.
 
@@ -94,6 +94,82 @@ fn set_sigpipe(handler: SigHandler) {
     }
 }
 
+/// Where a command is run from: each candidate path in `PATH` order, with the argv that runs it
+/// through `/bin/sh` should it be a script without a `#!` line, all made before any `execve`
+/// (the `--init` child may not allocate). `PATH` is the **application's**: a `PATH` that was
+/// itself a reference is looked up resolved, not as the literal `ssm:/…` the wrapper started
+/// with. The search follows glibc's `execvpe`: a name with `/` is run as is; an empty `PATH`
+/// entry is the working directory; without `PATH`, `/bin:/usr/bin`.
+pub struct Program {
+    candidates: Vec<(CString, Vec<CString>)>,
+}
+
+impl Program {
+    /// The candidates for `argv[0]` in the environment `env`.
+    pub fn find(argv: &[CString], env: &[CString]) -> Program {
+        let Some(file) = argv.first().map(|f| f.as_bytes()) else {
+            return Program {
+                candidates: Vec::new(),
+            };
+        };
+        let with_sh = |path: CString| {
+            let mut sh = vec![c"/bin/sh".to_owned(), path.clone()];
+            sh.extend(argv.iter().skip(1).cloned());
+            (path, sh)
+        };
+        if file.is_empty() {
+            return Program {
+                candidates: Vec::new(),
+            };
+        }
+        if file.contains(&b'/') {
+            return Program {
+                candidates: CString::new(file).ok().map(with_sh).into_iter().collect(),
+            };
+        }
+        let path: &[u8] = env
+            .iter()
+            .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
+            .unwrap_or(b"/bin:/usr/bin");
+        let candidates = path
+            .split(|&b| b == b':')
+            .filter_map(|dir| {
+                let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+                CString::new([dir, b"/", file].concat()).ok()
+            })
+            .map(with_sh)
+            .collect();
+        Program { candidates }
+    }
+
+    /// Runs the first candidate that can be run, with `argv` and `env`; only returns on
+    /// failure, with the errno `execvpe` would give: ENOENT when nothing was found, EACCES when
+    /// only unrunnable files were. Async-signal-safe: no allocation.
+    pub fn exec(&self, argv: &[CString], env: &[CString]) -> Errno {
+        let mut denied = false;
+        for (path, sh) in &self.candidates {
+            let errno = match nix::unistd::execve(path, argv, env) {
+                Err(Errno::ENOEXEC) => match nix::unistd::execve(c"/bin/sh", sh, env) {
+                    Err(e) => e,
+                    Ok(never) => match never {},
+                },
+                Err(e) => e,
+                Ok(never) => match never {},
+            };
+            match errno {
+                Errno::EACCES => denied = true,
+                Errno::ENOENT
+                | Errno::ENOTDIR
+                | Errno::ESTALE
+                | Errno::ENODEV
+                | Errno::ETIMEDOUT => {}
+                other => return other,
+            }
+        }
+        if denied { Errno::EACCES } else { Errno::ENOENT }
+    }
+}
+
 /// The kernel's limit for argv and environment together.
 fn arg_max() -> usize {
     nix::unistd::sysconf(nix::unistd::SysconfVar::ARG_MAX)
@@ -118,10 +194,11 @@ pub fn exec(command: &[OsString], vars: Vec<(OsString, Value)>, init: bool) -> R
     let Ok(argv) = argv else {
         return Err(Error::Usage("an argument contains a NUL byte".into()));
     };
-    let Some(program) = argv.first() else {
+    if argv.is_empty() {
         return Err(Error::Usage("no command given".into()));
-    };
+    }
     let env = environment(vars);
+    let program = Program::find(&argv, &env);
     if let Err(reason) = check_sizes(&argv, &env, arg_max()) {
         scrub(env);
         return Err(Error::Exec {
@@ -131,15 +208,12 @@ pub fn exec(command: &[OsString], vars: Vec<(OsString, Value)>, init: bool) -> R
         });
     }
     if init {
-        let result = crate::supervise::run(&shown, &argv, &env);
+        let result = crate::supervise::run(&shown, &program, &argv, &env);
         scrub(env);
         return result;
     }
     default_sigpipe();
-    let errno = match nix::unistd::execvpe(program, &argv, &env) {
-        Err(e) => e,
-        Ok(never) => match never {},
-    };
+    let errno = program.exec(&argv, &env);
     // Still the wrapper: a closed stderr must not kill it before it reports.
     set_sigpipe(SigHandler::SigIgn);
     scrub(env);

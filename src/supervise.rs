@@ -7,7 +7,7 @@ use crate::error::{EX_CANNOT_EXEC, EX_NOT_FOUND, Error};
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, execvpe, fork};
+use nix::unistd::{ForkResult, Pid, fork};
 use std::ffi::CString;
 
 /// The status the wrapper exits with for a child's wait status.
@@ -29,14 +29,16 @@ fn forwarded() -> SigSet {
 }
 
 /// Runs `argv` with `env` as a supervised child; returns the exit code to leave with.
-pub fn run(shown: &str, argv: &[CString], env: &[CString]) -> Result<u8, Error> {
+pub fn run(
+    shown: &str,
+    program: &crate::exec::Program,
+    argv: &[CString],
+    env: &[CString],
+) -> Result<u8, Error> {
     let cannot = |reason: String, code| Error::Exec {
         command: shown.to_owned(),
         reason,
         code,
-    };
-    let Some(program) = argv.first() else {
-        return Err(Error::Usage("no command given".into()));
     };
     // Orphans of the application are re-parented to us, so we can reap them.
     nix::sys::prctl::set_child_subreaper(true)
@@ -58,10 +60,7 @@ pub fn run(shown: &str, argv: &[CString], env: &[CString]) -> Result<u8, Error> 
         Ok(ForkResult::Child) => {
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
             crate::exec::default_sigpipe();
-            let errno = match execvpe(program, argv, env) {
-                Err(e) => e,
-                Ok(never) => match never {},
-            };
+            let errno = program.exec(argv, env);
             let (message, code) = if errno == Errno::ENOENT {
                 (&not_found, EX_NOT_FOUND)
             } else {

@@ -7,14 +7,27 @@ use crate::cli::{CheckArgs, Global};
 use crate::envfile::REGION_VAR;
 use crate::error::{Error, Failure};
 use crate::plan::Plan;
+use crate::reference::has_reference_prefix;
 use crate::report;
 use std::ffi::OsString;
+use tracing::warn;
 
 /// `kms-env check [--env-file FILE] [--iam-policy]`.
 pub fn check(global: &Global, args: CheckArgs) -> Result<(), Error> {
     let (vars, fallback): (Vec<(OsString, OsString)>, Option<String>) = match &args.env_file {
         Some(path) => {
             let pairs = read_dotenv(path)?;
+            for p in pairs
+                .iter()
+                .filter(|p| p.quoted && has_reference_prefix(p.value.as_bytes()))
+            {
+                warn!(
+                    "{}: the value of {} is in quotes; docker --env-file and ECS environmentFiles \
+                     pass quotes on literally, so there it would not be a reference. Remove them",
+                    path.display(),
+                    p.key
+                );
+            }
             let region = pairs
                 .iter()
                 .find(|p| p.key == REGION_VAR)

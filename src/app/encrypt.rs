@@ -27,7 +27,7 @@ fn bad(detail: String) -> Reason {
 }
 
 /// Refuses a plaintext that cannot become an environment value, before any KMS call.
-fn check_plaintext(plaintext: &[u8], name: Option<&str>) -> Result<(), Reason> {
+pub(super) fn check_plaintext(plaintext: &[u8], name: Option<&str>) -> Result<(), Reason> {
     let what = name.map_or_else(
         || "the plaintext".to_owned(),
         |n| format!("{n}: the plaintext"),
@@ -56,7 +56,7 @@ fn check_plaintext(plaintext: &[u8], name: Option<&str>) -> Result<(), Reason> {
 }
 
 /// Encrypts one plaintext into the right textual form.
-async fn seal_value(
+pub(super) async fn seal_value(
     kms: &impl Kms,
     key_id: &str,
     plaintext: &Secret,
@@ -311,6 +311,7 @@ mod tests {
         let pair = |k: &str, v: String| Pair {
             key: k.into(),
             value: v,
+            quoted: false,
         };
         let pairs = vec![
             pair("SMALL", "hunter2".into()),

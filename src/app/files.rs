@@ -5,13 +5,24 @@
 use crate::envfile::EnvFile;
 use crate::error::{Class, Error, Reason};
 use crate::source::kms::{DATA_KEY_VAR, decode_blob};
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-/// Reads a UTF-8 text file; a missing one is `NotFound` (66).
+/// The largest env file read: far above anything an environment can hold (`ARG_MAX`, 2 MiB by
+/// default), so `check --env-file /dev/zero` ends with an error, not with the memory.
+pub const MAX_ENV_FILE: u64 = 8 * 1024 * 1024;
+
+/// Reads a UTF-8 text file of at most [`MAX_ENV_FILE`] bytes; a missing one is `NotFound` (66).
 pub fn read_text(path: &Path) -> Result<String, Error> {
-    let bytes = std::fs::read(path).map_err(|e| {
+    let read = |path: &Path| -> std::io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)?
+            .take(MAX_ENV_FILE + 1)
+            .read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    let bytes = read(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::Value(Reason::new(
                 Class::NotFound,
@@ -24,6 +35,15 @@ pub fn read_text(path: &Path) -> Result<String, Error> {
             }
         }
     })?;
+    if bytes.len() as u64 > MAX_ENV_FILE {
+        return Err(Error::Value(Reason::new(
+            Class::Malformed,
+            format!(
+                "{} is larger than 8 MiB; no env file is (an environment holds at most ARG_MAX, 2 MiB by default)",
+                path.display()
+            ),
+        )));
+    }
     String::from_utf8(bytes).map_err(|_| {
         Error::Value(Reason::new(
             Class::Malformed,
@@ -64,22 +84,32 @@ pub fn read_file(path: &Path, missing_ok: bool) -> Result<EnvFile, Error> {
 }
 
 /// Replaces `path` with `contents` atomically: a synced temporary file in the same directory,
-/// renamed over it. An existing file keeps its mode; a new one gets 0600.
+/// renamed over it. An existing file keeps its mode, owner and group; a new one gets 0600; a
+/// symlink is written through to its target.
 pub fn replace_file(path: &Path, contents: &[u8]) -> Result<(), Error> {
+    // Through a symlink to the file it names: the link stays a link.
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let path = real.as_path();
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     let what = || format!("cannot write {}", path.display());
-    let mode = match std::fs::metadata(path) {
-        Ok(m) => m.permissions().mode() & 0o7777,
-        Err(_) => 0o600,
-    };
+    let existing = std::fs::metadata(path).ok();
+    let mode = existing
+        .as_ref()
+        .map_or(0o600, |m| m.permissions().mode() & 0o7777);
     let mut tmp = tempfile::Builder::new()
         .prefix(".kms-env-")
         .tempfile_in(dir)
         .map_err(io_error(what()))?;
     tmp.write_all(contents)
+        .and_then(|()| match &existing {
+            // The replaced file's owner and group stay (root editing another user's file must
+            // not take it over); if they cannot be kept, nothing is replaced.
+            Some(m) => std::os::unix::fs::fchown(tmp.as_file(), Some(m.uid()), Some(m.gid())),
+            None => Ok(()),
+        })
         .and_then(|()| {
             tmp.as_file()
                 .set_permissions(std::fs::Permissions::from_mode(mode))

@@ -14,6 +14,8 @@ mod exec;
 mod export;
 mod files;
 mod init;
+mod install;
+mod migrate;
 mod show;
 
 use crate::aws::{jitter, load_config};
@@ -45,6 +47,8 @@ pub fn run(cli: Cli) -> u8 {
         Command::Add(args) => add::add(global, args).map(|()| 0),
         Command::Show(args) => show::show(global, args).map(|()| 0),
         Command::Check(args) => check::check(global, args).map(|()| 0),
+        Command::Install(args) => install::install(&args).map(|()| 0),
+        Command::Migrate(args) => migrate::migrate(global, &args).map(|()| 0),
     };
     match result {
         Ok(code) => code,
@@ -179,18 +183,28 @@ fn resolve_plan(global: &Global, plan: Plan, fallback_region: Option<&str>) -> R
     Ok(applied.vars)
 }
 
-/// The value from the command line, or all of stdin when absent or `-`.
+/// The most read from stdin: far above any value an environment variable can carry (128 KiB).
+const MAX_STDIN: u64 = 1024 * 1024;
+
+/// The value from the command line, or all of stdin (at most [`MAX_STDIN`]) when absent or `-`.
 fn read_value(value: Option<OsString>) -> Result<Vec<u8>, Error> {
     match value {
         Some(v) if v != "-" => Ok(v.into_vec()),
         _ => {
             let mut buf = Vec::new();
             std::io::stdin()
+                .take(MAX_STDIN + 1)
                 .read_to_end(&mut buf)
                 .map_err(|source| Error::Io {
                     what: "cannot read stdin".into(),
                     source,
                 })?;
+            if buf.len() as u64 > MAX_STDIN {
+                return Err(Error::Value(Reason::new(
+                    Class::Malformed,
+                    "stdin holds more than 1 MiB; no value an environment variable can carry is that large",
+                )));
+            }
             Ok(buf)
         }
     }

@@ -138,6 +138,12 @@ impl EnvFile {
         Ok(())
     }
 
+    /// Removes every `key=…` line.
+    pub fn remove(&mut self, key: &str) {
+        self.lines
+            .retain(|l| !matches!(l, Line::Pair { key: k, .. } if k == key));
+    }
+
     /// Puts `KMS_DATA_KEY` and `AWS_REGION` first, removing any earlier ones.
     pub fn set_header(&mut self, data_key: String, region: String) {
         self.lines.retain(

@@ -500,3 +500,33 @@ fn failing_or_killed_add_and_init_leave_the_file_intact() {
         "no change, no temporary file left"
     );
 }
+
+#[test]
+fn migrate_moves_a_file_of_the_original_to_kms_values_without_printing_a_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = original_file(&dir);
+    let before = std::fs::read(&file).unwrap();
+    for extra in [&[][..], &["--bind-name"][..]] {
+        let r = run(kms_env(&aws_env()).arg("migrate").arg(&file).args(extra));
+        assert_eq!(r.code, Some(0), "{}", r.stderr());
+        assert_no_plaintext(&r, &secrets());
+        let migrated = r.stdout();
+        assert!(!migrated.contains("secure:"), "{migrated}");
+        assert!(!migrated.contains("KMS_DATA_KEY"), "{migrated}");
+        assert!(migrated.contains("SPACES=kms:"), "{migrated}");
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            before,
+            "the file is not changed"
+        );
+        // The migrated file gives the application the same bytes.
+        let out = dir.path().join("migrated.env");
+        std::fs::write(&out, &migrated).unwrap();
+        let (r, dump) = exec_dump(&with_file_env(&out), &[], &[]);
+        assert_eq!(r.code, Some(0), "{}", r.stderr());
+        for (k, v) in VALUES {
+            assert_eq!(dump.var(k).unwrap(), v.as_bytes(), "{k}");
+        }
+        assert_no_plaintext(&r, &secrets());
+    }
+}

@@ -313,3 +313,123 @@ fn every_failure_class_is_a_sentence_with_the_hint_for_its_cause() {
         assert_no_debug(&err);
     }
 }
+
+#[test]
+fn a_path_that_is_a_reference_is_used_resolved_for_the_command_lookup() {
+    let p = unique("path-ref");
+    put_parameter(&p, "/usr/local/bin:/usr/bin:/bin", "String");
+    let mut env = aws_env();
+    env.insert("PATH".into(), format!("ssm:{p}").into());
+    let dump = Dump::new();
+    // A bare command name: found through the resolved PATH, not the literal `ssm:/…`.
+    let script = format!("env -0 > '{}/env'", dump.dir.path().display());
+    let r = run(kms_env(&env).args(["exec", "--", "sh", "-c", &script]));
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    assert_eq!(dump.var("PATH").unwrap(), b"/usr/local/bin:/usr/bin:/bin");
+    let r = run(kms_env(&env).args(["exec", "--init", "--", "sh", "-c", "exit 7"]));
+    assert_eq!(r.code, Some(7), "{}", r.stderr());
+    let r = run(kms_env(&env).args(["exec", "--", "no-such-command-kms-env"]));
+    assert_eq!(r.code, Some(127), "{}", r.stderr());
+}
+
+#[test]
+fn endless_inputs_end_with_an_error_not_with_the_memory() {
+    for args in [
+        &["check", "--env-file", "/dev/zero"][..],
+        &["show", "/dev/zero"][..],
+        &["add", "/dev/zero", "A=b"][..],
+        &[
+            "encrypt",
+            "--key-id",
+            "alias/none",
+            "--env-file",
+            "/dev/zero",
+        ][..],
+    ] {
+        let r = run(kms_env(&aws_env()).args(args));
+        assert_eq!(r.code, Some(65), "{args:?}: {}", r.stderr());
+        assert!(r.stderr().contains("larger than 8 MiB"), "{}", r.stderr());
+    }
+    let r = run(kms_env(&aws_env())
+        .args(["encrypt", "--key-id", "alias/none"])
+        .stdin(std::fs::File::open("/dev/zero").unwrap()));
+    assert_eq!(r.code, Some(65), "{}", r.stderr());
+    assert!(r.stderr().contains("more than 1 MiB"), "{}", r.stderr());
+}
+
+#[test]
+fn init_and_add_write_through_symlinks_and_keep_owner_group_and_mode() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real.env");
+    let link = dir.path().join("link.env");
+    std::fs::write(&real, "LOG_LEVEL=info\n").unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+    // The suite runs as root (CI does; the chroot test needs it too): the file belongs to
+    // another user, as when root edits a service account's file.
+    std::os::unix::fs::chown(&real, Some(65534), Some(65534)).expect("the suite runs as root");
+    std::os::unix::fs::symlink("real.env", &link).unwrap();
+    let r = run(kms_env(&aws_env()).arg("init").arg(key_id()).arg(&link));
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    let r = run(kms_env(&aws_env())
+        .arg("add")
+        .arg(&link)
+        .arg("DB_PASSWORD=link-plaintext"));
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let meta = std::fs::metadata(&real).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+    let text = std::fs::read_to_string(&real).unwrap();
+    assert!(text.starts_with("KMS_DATA_KEY="), "{text}");
+    assert!(text.contains("DB_PASSWORD=secure:"), "{text}");
+    assert!(!text.contains("link-plaintext"));
+}
+
+#[test]
+fn check_warns_about_quoted_references_that_docker_would_pass_on_literally() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.env");
+    std::fs::write(&file, "A=\"kms:!!\"\nB='plain'\n").unwrap();
+    let r = run(kms_env(&aws_env()).args(["check", "--env-file"]).arg(&file));
+    assert_eq!(r.code, Some(65), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("the value of A is in quotes"),
+        "{}",
+        r.stderr()
+    );
+    assert!(!r.stderr().contains("value of B"), "{}", r.stderr());
+}
+
+#[test]
+fn install_copies_the_executable_atomically_with_mode_0755() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(kms_env(&bare_env()).arg("install").arg(dir.path()));
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    let installed = dir.path().join("kms-env");
+    let meta = std::fs::metadata(&installed).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o755);
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(env!("CARGO_BIN_EXE_kms-env")).unwrap()
+    );
+    // Only the binary: no temporary file left behind.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    // The copy works.
+    let r = run(std::process::Command::new(&installed)
+        .env_clear()
+        .envs(bare_env())
+        .args(["exec", "--", "true"]));
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    let r = run(kms_env(&bare_env())
+        .arg("install")
+        .arg("/nonexistent-kms-env-dir"));
+    assert_eq!(r.code, Some(74), "{}", r.stderr());
+    assert!(r.stderr().contains("cannot install into"), "{}", r.stderr());
+}

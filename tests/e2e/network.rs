@@ -135,3 +135,111 @@ fn service_specific_endpoints_are_honoured() {
     assert_eq!(dump.var("P").unwrap(), b"endpoint-plaintext");
     assert_no_plaintext(&r, &[b"endpoint-kms-plaintext", b"endpoint-plaintext"]);
 }
+
+#[test]
+fn eks_irsa_web_identity_through_sts() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.irsa-test-token.sig").unwrap();
+    let proxy = proxy::start(moto().port, |_, _| proxy::Fault::Pass);
+    let mut env = aws_env();
+    env.remove(OsStr::new("AWS_ACCESS_KEY_ID"));
+    env.remove(OsStr::new("AWS_SECRET_ACCESS_KEY"));
+    env.insert("AWS_ENDPOINT_URL".into(), proxy.url.clone().into());
+    env.insert("AWS_WEB_IDENTITY_TOKEN_FILE".into(), token.into());
+    env.insert(
+        "AWS_ROLE_ARN".into(),
+        "arn:aws:iam::123456789012:role/app-irsa".into(),
+    );
+    env.insert("K".into(), cli_encrypt(b"irsa-kms-plaintext").into());
+    let (r, dump) = exec_dump(&env, &[], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    assert_eq!(dump.var("K").unwrap(), b"irsa-kms-plaintext");
+    let bodies = proxy.bodies.lock().unwrap().clone();
+    assert!(
+        bodies.iter().any(|b| {
+            let b = String::from_utf8_lossy(b);
+            b.contains("Action=AssumeRoleWithWebIdentity") && b.contains("irsa-test-token")
+        }),
+        "STS was asked with the token"
+    );
+    assert_no_plaintext(&r, &[b"irsa-kms-plaintext", b"irsa-test-token"]);
+}
+
+/// A loopback EKS Pod Identity agent: answers credentials only with the right token.
+fn pod_identity_agent(
+    token: &'static str,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<bool>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1/credentials", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut authorized = false;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if lower.starts_with("authorization:") && line.trim_end().ends_with(token) {
+                    authorized = true;
+                }
+            }
+            log.lock().unwrap().push(authorized);
+            let (status, body) = if authorized {
+                (
+                    "200 OK",
+                    r#"{"AccessKeyId":"AKIDPODID","SecretAccessKey":"pod-identity-secret","Token":"pod-token","Expiration":"2099-01-01T00:00:00Z"}"#,
+                )
+            } else {
+                ("403 Forbidden", r#"{"message":"missing token"}"#)
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn eks_pod_identity_sends_the_token_from_its_file() {
+    let (url, seen) = pod_identity_agent("pod-identity-token-1");
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("eks-pod-identity-token");
+    std::fs::write(&token, "pod-identity-token-1").unwrap();
+    let mut env = aws_env();
+    env.remove(OsStr::new("AWS_ACCESS_KEY_ID"));
+    env.remove(OsStr::new("AWS_SECRET_ACCESS_KEY"));
+    env.insert("AWS_CONTAINER_CREDENTIALS_FULL_URI".into(), url.into());
+    env.insert(
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".into(),
+        token.into(),
+    );
+    env.insert(
+        "K".into(),
+        cli_encrypt(b"pod-identity-kms-plaintext").into(),
+    );
+    let (r, dump) = exec_dump(&env, &[], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    assert_eq!(dump.var("K").unwrap(), b"pod-identity-kms-plaintext");
+    assert!(
+        seen.lock().unwrap().iter().all(|ok| *ok),
+        "every request carried the token"
+    );
+    assert_no_plaintext(
+        &r,
+        &[
+            b"pod-identity-kms-plaintext",
+            b"pod-identity-secret",
+            b"pod-identity-token-1",
+        ],
+    );
+}
