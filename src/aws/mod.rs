@@ -351,8 +351,19 @@ where
         SdkError::TimeoutError(_) => Reason::new(Class::TimedOut, "the SDK's timeout passed"),
         SdkError::DispatchFailure(d) => {
             let at = endpoint.map(|e| format!(" {e}")).unwrap_or_default();
-            let cause = find_source::<std::io::Error>(&err)
-                .map_or_else(|| describe(&err), ToString::to_string);
+            let io = find_source::<std::io::Error>(&err);
+            if io.and_then(std::io::Error::raw_os_error) == Some(nix::libc::EMFILE) {
+                return Reason::new(
+                    Class::Unreachable,
+                    format!(
+                        "cannot connect to{at}: the process has no file descriptor left (EMFILE)"
+                    ),
+                )
+                .with_hint(
+                    "raise the open-file limit (ulimit -n; the ECS task's or pod's nofile ulimit)",
+                );
+            }
+            let cause = io.map_or_else(|| describe(&err), ToString::to_string);
             let dns = chain(&err).any(|e| e.to_string() == "dns error");
             let detail = if d.is_timeout() {
                 format!("connecting to{at} timed out")
@@ -364,6 +375,19 @@ where
             Reason::new(Class::Unreachable, detail)
         }
         SdkError::ResponseError(ctx) if ctx.raw().status().as_u16() == 403 => unrecognised(403),
+        SdkError::ResponseError(_)
+            if chain(&err).any(|e| e.is::<http_body_util::LengthLimitError>()) =>
+        {
+            Reason::new(
+                Class::Unreachable,
+                format!(
+                    "the answer{} is larger than {} MiB, which no answer to kms-env's calls is \
+                     (a proxy or an endpoint that is not AWS?)",
+                    endpoint.map(|e| format!(" from {e}")).unwrap_or_default(),
+                    tls::MAX_RESPONSE_BODY >> 20
+                ),
+            )
+        }
         SdkError::ResponseError(_) => Reason::new(
             Class::Unreachable,
             format!("unusable response: {}", describe(&err)),

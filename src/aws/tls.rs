@@ -11,8 +11,9 @@
 //! bundle is a configuration error (78) before any call. See README "Containers".
 
 use crate::error::{Class, Reason};
-use aws_smithy_http_client::Builder;
+use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore, rustls_provider::CryptoMode};
+use aws_smithy_http_client::{Builder, Connector};
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
     SharedHttpConnector,
@@ -20,6 +21,7 @@ use aws_smithy_runtime_api::client::http::{
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
 use base64::Engine as _;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -156,16 +158,77 @@ fn trust_store(extra: &[Vec<u8>]) -> TrustStore {
     store
 }
 
+/// Hosts that are never reached through a proxy: the ECS and EKS credential and metadata
+/// endpoints and loopback (as the AWS CLI and SDKs treat them).
+const NEVER_PROXIED: &str =
+    "169.254.170.2,169.254.170.23,169.254.169.254,fd00:ec2::254,localhost,127.0.0.1,::1";
+
+/// Advice for an unusable proxy setting.
+const PROXY_HINT: &str = "HTTPS_PROXY and HTTP_PROXY must be proxy URLs such as \
+     http://proxy.internal:3128 (user:password@ allowed); NO_PROXY lists hosts to reach directly";
+
+/// The first of `vars` that is set and not empty.
+fn first_set(vars: &[&str]) -> Option<(String, String)> {
+    vars.iter().find_map(|v| {
+        std::env::var(v)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(|s| ((*v).to_owned(), s))
+    })
+}
+
+/// The proxy for `https` or plain HTTP requests, from `HTTPS_PROXY` / `HTTP_PROXY` (either
+/// case) and `NO_PROXY`, as the AWS CLI reads them.
+fn proxy_config(https: bool) -> Result<ProxyConfig, Reason> {
+    let vars: &[&str] = if https {
+        &["HTTPS_PROXY", "https_proxy"]
+    } else {
+        &["HTTP_PROXY", "http_proxy"]
+    };
+    let Some((var, url)) = first_set(vars) else {
+        return Ok(ProxyConfig::disabled());
+    };
+    let config = if https {
+        ProxyConfig::https(url.as_str())
+    } else {
+        ProxyConfig::http(url.as_str())
+    }
+    .map_err(|e| {
+        Reason::new(Class::Config, format!("{var} is not a proxy URL: {e}")).with_hint(PROXY_HINT)
+    })?;
+    let no_proxy = match first_set(&["NO_PROXY", "no_proxy"]) {
+        Some((_, user)) => format!("{user},{NEVER_PROXIED}"),
+        None => NEVER_PROXIED.to_owned(),
+    };
+    Ok(config.no_proxy(no_proxy))
+}
+
+/// A client whose connectors go through `proxy`, with TLS when `tls` is given.
+fn client(proxy: ProxyConfig, tls: Option<TlsContext>) -> SharedHttpClient {
+    Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut builder = Connector::builder();
+        builder.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            builder.set_sleep_impl(components.sleep_impl());
+        }
+        let builder = builder.proxy_config(proxy.clone());
+        match &tls {
+            None => builder.build_http(),
+            Some(context) => builder
+                .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                .tls_context(context.clone())
+                .build(),
+        }
+    })
+}
+
 /// The HTTPS client (rustls with ring).
-fn https_client(extra: &[Vec<u8>]) -> Result<SharedHttpClient, String> {
+fn https_client(extra: &[Vec<u8>], proxy: ProxyConfig) -> Result<SharedHttpClient, String> {
     let context = TlsContext::builder()
         .with_trust_store(trust_store(extra))
         .build()
         .map_err(|e| format!("TLS configuration: {e}"))?;
-    Ok(Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .tls_context(context)
-        .build_https())
+    Ok(client(proxy, Some(context)))
 }
 
 #[derive(Debug)]
@@ -173,6 +236,7 @@ struct Clients {
     http: SharedHttpClient,
     https: OnceLock<Result<SharedHttpClient, String>>,
     extra: Vec<Vec<u8>>,
+    https_proxy: ProxyConfig,
 }
 
 /// Plain HTTP through one client, HTTPS through the other, built on first use.
@@ -204,10 +268,9 @@ struct ByScheme {
 impl HttpConnector for ByScheme {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         let client = if request.uri().starts_with("https:") {
-            let https = self
-                .clients
-                .https
-                .get_or_init(|| https_client(&self.clients.extra));
+            let https = self.clients.https.get_or_init(|| {
+                https_client(&self.clients.extra, self.clients.https_proxy.clone())
+            });
             match https {
                 Ok(client) => client,
                 Err(e) => {
@@ -220,18 +283,30 @@ impl HttpConnector for ByScheme {
         } else {
             &self.clients.http
         };
-        client
+        let response = client
             .http_connector(&self.settings, &self.components)
-            .call(request)
+            .call(request);
+        HttpConnectorFuture::new(async move {
+            Ok(response.await?.map(|body| {
+                SdkBody::from_body_1_x(http_body_util::Limited::new(body, MAX_RESPONSE_BODY))
+            }))
+        })
     }
 }
 
-/// The HTTP client for the SDK; `AWS_CA_BUNDLE` and `SSL_CERT_FILE` are read and checked now.
+/// The largest response body read: far above any answer of the calls kms-env makes (a 64 KiB
+/// secret, ten 8 KiB parameters a page), so an endpoint that streams without end fails the call
+/// instead of filling the memory until the deadline.
+pub const MAX_RESPONSE_BODY: usize = 4 * 1024 * 1024;
+
+/// The HTTP client for the SDK; `AWS_CA_BUNDLE`, `SSL_CERT_FILE` and the proxy variables are
+/// read and checked now.
 pub fn http_client() -> Result<SharedHttpClient, Reason> {
     Ok(SharedHttpClient::new(LazyTls(Arc::new(Clients {
-        http: Builder::new().build_http(),
+        http: client(proxy_config(false)?, None),
         https: OnceLock::new(),
         extra: extra_cas()?,
+        https_proxy: proxy_config(true)?,
     }))))
 }
 

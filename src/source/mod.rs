@@ -284,17 +284,42 @@ pub async fn resolve<K: kms::Kms, S: ssm::Ssm, M: sm::SecretsManager>(
     k.into_iter().chain(s).chain(p).chain(m).collect()
 }
 
-/// `fut`, or a timeout when `deadline` passes first.
+/// The most AWS calls in flight at once: a few dozen (every concurrent call holds a
+/// connection), and fewer when the open-file limit is low, so that 500 references under
+/// `ulimit -n 256` queue under the deadline instead of failing with EMFILE.
+pub fn max_in_flight() -> usize {
+    const MOST: usize = 64;
+    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft);
+    // Leave room for stdio, the runtime and the resolver; each call needs about two.
+    let by_limit = usize::try_from(soft.saturating_sub(32) / 2).unwrap_or(MOST);
+    by_limit.clamp(1, MOST)
+}
+
+/// The gate every AWS call passes (see [`max_in_flight`]).
+fn gate() -> &'static tokio::sync::Semaphore {
+    static GATE: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    GATE.get_or_init(|| tokio::sync::Semaphore::new(max_in_flight()))
+}
+
+/// `fut` once a place among the calls in flight is free, or a timeout when `deadline` passes
+/// first.
 pub async fn within<T>(
     deadline: Instant,
     fut: impl Future<Output = Result<T, Reason>>,
 ) -> Result<T, Reason> {
-    timeout_at(deadline, fut).await.unwrap_or_else(|_| {
+    let timed_out = || {
         Err(Reason::new(
             Class::TimedOut,
             "no answer before the deadline",
         ))
-    })
+    };
+    let Ok(Ok(_permit)) = timeout_at(deadline, gate().acquire()).await else {
+        return timed_out();
+    };
+    timeout_at(deadline, fut)
+        .await
+        .unwrap_or_else(|_| timed_out())
 }
 
 #[cfg(test)]

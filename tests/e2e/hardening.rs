@@ -433,3 +433,72 @@ fn install_copies_the_executable_atomically_with_mode_0755() {
     assert_eq!(r.code, Some(74), "{}", r.stderr());
     assert!(r.stderr().contains("cannot install into"), "{}", r.stderr());
 }
+
+#[test]
+fn five_hundred_references_under_ulimit_n_256_queue_instead_of_failing_with_emfile() {
+    let plaintexts: Vec<String> = (0..500).map(|i| format!("fd-limit-value-{i:03}")).collect();
+    let values = seed(&plaintexts, &[]);
+    let mut env = aws_env();
+    for (i, v) in values.iter().enumerate() {
+        env.insert(format!("S{i:03}").into(), v.into());
+    }
+    let dump = Dump::new();
+    let script = format!("env -0 > '{}/env'", dump.dir.path().display());
+    let r = run(std::process::Command::new("sh")
+        .env_clear()
+        .envs(&env)
+        .args(["-c", "ulimit -n 256 && exec \"$0\" exec -- sh -c \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_kms-env"))
+        .arg(&script));
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    for i in [0, 255, 499] {
+        assert_eq!(
+            dump.var(&format!("S{i:03}")).unwrap(),
+            format!("fd-limit-value-{i:03}").as_bytes()
+        );
+    }
+}
+
+/// A loopback endpoint that answers 200 and then streams a body without end.
+fn endless_body() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                let _ = stream.read(&mut buf);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                );
+                let chunk = format!("10000\r\n{}\r\n", " ".repeat(0x10000));
+                while stream.write_all(chunk.as_bytes()).is_ok() {}
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn an_endless_response_body_fails_the_call_instead_of_filling_the_memory() {
+    let mut env = aws_env();
+    env.insert("AWS_ENDPOINT_URL".into(), endless_body().into());
+    env.insert("KMS_ENV_TIMEOUT".into(), "60s".into());
+    env.insert("K".into(), "kms:AQIDBAUGBwgJCgsMDQ4PEA==".into());
+    let (r, dump) = exec_dump(&env, &[], &[]);
+    assert_eq!(r.code, Some(69), "{}", r.stderr());
+    assert!(!dump.started());
+    assert!(
+        r.elapsed < std::time::Duration::from_secs(30),
+        "{:?}",
+        r.elapsed
+    );
+    assert!(
+        r.stderr().contains("is larger than 4 MiB"),
+        "{}",
+        r.stderr()
+    );
+    assert_no_debug(&r.stderr());
+}

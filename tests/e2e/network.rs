@@ -243,3 +243,71 @@ fn eks_pod_identity_sends_the_token_from_its_file() {
         ],
     );
 }
+
+#[test]
+fn https_proxy_tunnels_aws_calls_but_never_the_credentials_endpoint() {
+    use crate::common::tls::{PROXIED_HOST, tls_front};
+    let (front, ca_pem) = tls_front();
+    let port = front.rsplit(':').next().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &ca_pem).unwrap();
+    let (proxy_url, tunnels) = proxy::connect_proxy();
+    let creds = credentials_server();
+    let base = |proxy_var: &str| {
+        let mut env = aws_env();
+        env.remove(OsStr::new("AWS_ACCESS_KEY_ID"));
+        env.remove(OsStr::new("AWS_SECRET_ACCESS_KEY"));
+        env.insert(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+            creds.url.clone().into(),
+        );
+        env.insert(
+            "AWS_ENDPOINT_URL".into(),
+            format!("https://{PROXIED_HOST}:{port}").into(),
+        );
+        env.insert("AWS_CA_BUNDLE".into(), ca.clone().into());
+        env.insert(proxy_var.into(), proxy_url.clone().into());
+        env.insert("HTTP_PROXY".into(), proxy_url.clone().into());
+        env.insert("K".into(), cli_encrypt(b"proxied-plaintext").into());
+        env
+    };
+    for var in ["HTTPS_PROXY", "https_proxy"] {
+        let before = tunnels.lock().unwrap().len();
+        let (r, dump) = exec_dump(&base(var), &[], &[]);
+        assert_eq!(r.code, Some(0), "{var}: {}", r.stderr());
+        assert_eq!(dump.var("K").unwrap(), b"proxied-plaintext");
+        let log = tunnels.lock().unwrap().clone();
+        assert!(log.len() > before, "{var}: a tunnel was made");
+        assert!(
+            log[before..]
+                .iter()
+                .all(|t| *t == format!("{PROXIED_HOST}:{port}")),
+            "only the AWS endpoint went through the proxy: {log:?}"
+        );
+        assert_no_plaintext(&r, &[b"proxied-plaintext", b"task-role-secret"]);
+    }
+    assert!(
+        !creds.requests.lock().unwrap().is_empty(),
+        "the credentials endpoint was reached directly"
+    );
+    // NO_PROXY sends the endpoint around the proxy (where its name does not resolve).
+    let before = tunnels.lock().unwrap().len();
+    let mut env = base("HTTPS_PROXY");
+    env.insert("NO_PROXY".into(), PROXIED_HOST.into());
+    let (r, dump) = exec_dump(&env, &[], &[]);
+    assert_eq!(r.code, Some(69), "{}", r.stderr());
+    assert!(!dump.started());
+    assert!(r.stderr().contains("cannot resolve"), "{}", r.stderr());
+    assert_eq!(tunnels.lock().unwrap().len(), before);
+    // A proxy setting that is not a URL is a configuration error before any call.
+    let mut env = base("HTTPS_PROXY");
+    env.insert("HTTPS_PROXY".into(), "not a url".into());
+    let (r, _) = exec_dump(&env, &[], &[]);
+    assert_eq!(r.code, Some(78), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("HTTPS_PROXY is not a proxy URL"),
+        "{}",
+        r.stderr()
+    );
+}

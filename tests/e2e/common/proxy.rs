@@ -202,3 +202,59 @@ fn serve(client: TcpStream, upstream: u16, seen: &Seen, policy: &Policy) {
         }
     }
 }
+
+/// A loopback HTTP `CONNECT` proxy, as corporate networks have: it logs the target of each
+/// tunnel and connects every one of them to `127.0.0.1` at the target's port (so that a name
+/// that does not resolve, such as `tls::PROXIED_HOST`, is reachable only through it). Returns
+/// its URL and the log.
+pub fn connect_proxy() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let tunnels = Arc::new(Mutex::new(Vec::new()));
+    let log = tunnels.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push_str(&line);
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut words = head.split_whitespace();
+                let (Some("CONNECT"), Some(target)) = (words.next(), words.next()) else {
+                    return;
+                };
+                log.lock().unwrap().push(target.to_owned());
+                let port = target.rsplit(':').next().unwrap_or("443");
+                let Ok(up) = TcpStream::connect(format!("127.0.0.1:{port}")) else {
+                    return;
+                };
+                let mut client = client;
+                if client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .is_err()
+                {
+                    return;
+                }
+                let (mut up_read, mut up_write) = (up.try_clone().unwrap(), up);
+                let mut client_write = client.try_clone().unwrap();
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut up_read, &mut client_write);
+                    let _ = client_write.shutdown(Shutdown::Both);
+                });
+                let _ = std::io::copy(&mut reader, &mut up_write);
+                let _ = up_write.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    (url, tunnels)
+}

@@ -8,6 +8,10 @@ use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 
+/// A host name the TLS front's certificate also holds, which does not resolve: only a proxy
+/// (see `proxy::connect_proxy`) can reach it.
+pub const PROXIED_HOST: &str = "kms-env-proxy.test";
+
 /// Starts a TLS front for moto. Returns its `https://localhost:PORT` URL and the CA's PEM.
 pub fn tls_front() -> (String, String) {
     let ca_key = KeyPair::generate().unwrap();
@@ -18,10 +22,14 @@ pub fn tls_front() -> (String, String) {
         .push(DnType::CommonName, "kms-env test CA");
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
     let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
+    let leaf = CertificateParams::new(vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        PROXIED_HOST.to_owned(),
+    ])
+    .unwrap()
+    .signed_by(&leaf_key, &ca)
+    .unwrap();
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
