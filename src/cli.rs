@@ -169,6 +169,15 @@ pub struct ExecArgs {
     #[arg(long = "load", value_name = "SPEC")]
     pub load: Vec<String>,
 
+    /// Where *_FILE variables' files go: a fresh 0700 directory inside DIR (default: /dev/shm or
+    /// $XDG_RUNTIME_DIR when memory-backed).
+    #[arg(long, env = "KMS_ENV_FILES_DIR", value_name = "DIR")]
+    pub files_dir: Option<PathBuf>,
+
+    /// Owner of the *_FILE directory and files, UID[:GID] (for entrypoints that drop root).
+    #[arg(long, env = "KMS_ENV_FILES_OWNER", value_name = "UID[:GID]", value_parser = parse_owner)]
+    pub files_owner: Option<(u32, Option<u32>)>,
+
     /// Run COMMAND as a child: forward signals, reap zombies, exit with its status (for images
     /// without an init; also KMS_ENV_INIT=1). By default kms-env replaces itself with COMMAND.
     #[arg(
@@ -377,6 +386,18 @@ pub fn parse_context_pair(s: &str) -> Result<(String, String), String> {
         return Err(format!("{k} is reserved for --bind-name"));
     }
     Ok((k.to_owned(), v.to_owned()))
+}
+
+/// Parses `UID[:GID]`.
+pub fn parse_owner(s: &str) -> Result<(u32, Option<u32>), String> {
+    let number = |p: &str| {
+        p.parse::<u32>()
+            .map_err(|_| format!("{p:?} is not a numeric id"))
+    };
+    match s.split_once(':') {
+        Some((uid, gid)) => Ok((number(uid)?, Some(number(gid)?))),
+        None => Ok((number(s)?, None)),
+    }
 }
 
 /// Parses a start jitter: like a timeout, but 0 (off) is allowed.

@@ -29,6 +29,8 @@ fn environment(vars: Vec<(OsString, Value)>) -> Vec<CString> {
             let value_bytes = match &value {
                 Value::Plain(v) => v.as_bytes(),
                 Value::Secret(s) => s.expose(),
+                // Delivered to a file before exec; its plaintext never enters an environment.
+                Value::File(_) => return None,
             };
             let mut entry = Vec::with_capacity(name.len() + 1 + value_bytes.len() + 1);
             entry.extend_from_slice(name.as_bytes());

@@ -21,6 +21,16 @@ pub fn render(vars: &Vars, format: ExportFormat) -> Result<(Secret, Vec<String>)
         let (bytes, resolved) = match value {
             Value::Plain(v) => (v.as_bytes(), false),
             Value::Secret(s) => (s.expose(), true),
+            Value::File(_) => {
+                return Err(Reason::new(
+                    Class::Malformed,
+                    format!(
+                        "{}: the plaintext of a *_FILE variable goes to a file, which export cannot \
+                         deliver; run the application through `kms-env exec`",
+                        printable(&name.to_string_lossy())
+                    ),
+                ));
+            }
         };
         let name_bytes = name.as_bytes();
         let problem = match format {

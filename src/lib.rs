@@ -19,4 +19,5 @@ pub mod sealed;
 pub mod secret;
 pub mod source;
 pub mod supervise;
+pub mod template;
 pub mod value;

@@ -16,8 +16,9 @@ use crate::reference::{Reference, classify};
 use crate::secret::Secret;
 use crate::source::kms::{self, DATA_KEY_VAR, DataKey, SHUSH_KIND};
 use crate::source::ssm::PathGrant;
-use crate::source::{Grant, Lookup, LookupId, Lookups, Outcomes, Resolved, Use, sm, ssm};
-use crate::value::{Context, Value, Vars};
+use crate::source::{Grant, Lookup, LookupId, Lookups, Outcomes, Part, Resolved, Use, sm, ssm};
+use crate::template::Piece;
+use crate::value::{Context, FILE_SUFFIX, Value, Vars};
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -92,8 +93,13 @@ enum Slot {
     Nothing,
     /// Could not be classified or planned; the reason is already in `Plan::failures`.
     Broken,
-    /// A reference: its description for messages and how it gets its plaintext.
-    Ref { kind: String, using: Use },
+    /// A reference: its description for messages, how it gets its plaintext, and whether it
+    /// goes to a file (`*_FILE`).
+    Ref {
+        kind: String,
+        using: Use,
+        file: bool,
+    },
 }
 
 /// One reference as `check` reports it. Never holds a value.
@@ -108,7 +114,7 @@ pub struct Row {
     /// The version that answered, when known.
     pub version: Option<String>,
     /// What IAM must allow for it, when it resolved.
-    pub grant: Option<Grant>,
+    pub grants: Vec<Grant>,
     /// `Ok` or why it failed.
     pub status: Result<(), Reason>,
 }
@@ -204,21 +210,19 @@ impl Plan {
                 Ok(None) => Slot::Plain(value),
                 Ok(Some(reference)) => {
                     let kind = kind_of(shush, Some(&reference), &value);
-                    let using = match reference {
-                        Reference::Kms(r) => kms::plan(
-                            r,
-                            // The name a bound value is read as: as written, not escaped.
-                            &target.to_string_lossy(),
-                            &options.context,
-                            &mut data_key,
-                            &mut plan.lookups,
-                        )
-                        .map(Use::Kms),
-                        Reference::Ssm(r) => Ok(Use::Ssm(ssm::plan(r, &mut plan.lookups))),
-                        Reference::Sm(r) => Ok(Use::Sm(sm::plan(r, &mut plan.lookups))),
-                    };
+                    let using = plan_reference(
+                        reference,
+                        // The name a bound value is read as: as written, not escaped.
+                        &target.to_string_lossy(),
+                        &options.context,
+                        &mut data_key,
+                        &mut plan.lookups,
+                    );
+                    let file = target.as_bytes().ends_with(FILE_SUFFIX.as_bytes())
+                        && target.len() > FILE_SUFFIX.len();
+                    let kind = if file { format!("file, {kind}") } else { kind };
                     match using {
-                        Ok(using) => Slot::Ref { kind, using },
+                        Ok(using) => Slot::Ref { kind, using, file },
                         Err(reason) => plan.fail(reported, kind, reason),
                     }
                 }
@@ -259,10 +263,11 @@ impl Plan {
             .count()
     }
 
-    /// The result of one planned reference; a plaintext with a NUL byte is a failure.
-    fn resolve(using: &Use, outcomes: &Outcomes) -> Result<Resolved, Reason> {
+    /// The result of one planned reference; a plaintext with a NUL byte is a failure, unless it
+    /// goes to a `file`.
+    fn resolve(using: &Use, outcomes: &Outcomes, file: bool) -> Result<Resolved, Reason> {
         let resolved = using.finish(outcomes)?;
-        if resolved.secret.contains_nul() {
+        if !file && resolved.secret.contains_nul() {
             return Err(Reason::new(
                 Class::BadCiphertext,
                 "the plaintext contains a NUL byte, which an environment variable cannot hold",
@@ -369,7 +374,8 @@ impl Plan {
             match &entry.slot {
                 Slot::Plain(v) => vars.push((entry.name.clone(), Value::Plain(v.clone()))),
                 Slot::Nothing | Slot::Broken => {}
-                Slot::Ref { kind, using } => match Self::resolve(using, &outcomes) {
+                Slot::Ref { kind, using, file } => match Self::resolve(using, &outcomes, *file) {
+                    Ok(r) if *file => vars.push((entry.name.clone(), Value::File(r.secret))),
                     Ok(r) => vars.push((entry.name.clone(), Value::Secret(r.secret))),
                     Err(reason) => failures.push(Failure {
                         // Failures name the variable the operator wrote.
@@ -402,24 +408,29 @@ impl Plan {
                 kind: f.kind.clone(),
                 source: None,
                 version: None,
-                grant: None,
+                grants: Vec::new(),
                 status: Err(f.reason.clone()),
             })
             .collect();
         for entry in &self.entries {
-            let Slot::Ref { kind, using } = &entry.slot else {
+            let Slot::Ref { kind, using, file } = &entry.slot else {
                 continue;
             };
-            let (source, version, grant, status) = match Self::resolve(using, outcomes) {
-                Ok(r) => (r.source, r.version, r.grant, Ok(())),
-                Err(reason) => (using.requested(&self.lookups), None, None, Err(reason)),
+            let (source, version, grants, status) = match Self::resolve(using, outcomes, *file) {
+                Ok(r) => (r.source, r.version, r.grants, Ok(())),
+                Err(reason) => (
+                    using.requested(&self.lookups),
+                    None,
+                    Vec::new(),
+                    Err(reason),
+                ),
             };
             rows.push(Row {
                 variable: lossy(entry.reported()),
                 kind: kind.clone(),
                 source,
                 version,
-                grant,
+                grants,
                 status,
             });
         }
@@ -429,7 +440,7 @@ impl Plan {
             kind: f.kind,
             source: None,
             version: None,
-            grant: None,
+            grants: Vec::new(),
             status: Err(f.reason),
         }));
         rows.extend(loaded.into_iter().map(|l| Row {
@@ -437,11 +448,59 @@ impl Plan {
             kind: l.kind,
             source: l.source,
             version: l.version,
-            grant: l.grant,
+            grants: l.grant.into_iter().collect(),
             status: Ok(()),
         }));
         rows
     }
+}
+
+/// Lets the reference's source plan it; a template's placeholders are planned the same way, so
+/// their lookups are shared with the rest of the environment.
+fn plan_reference(
+    reference: Reference,
+    name: &str,
+    context: &Context,
+    data_key: &mut DataKey,
+    lookups: &mut Lookups,
+) -> Result<Use, Reason> {
+    Ok(match reference {
+        Reference::Kms(r) => Use::Kms(kms::plan(r, name, context, data_key, lookups)?),
+        Reference::Ssm(r) => Use::Ssm(ssm::plan(r, lookups)),
+        Reference::Sm(r) => Use::Sm(sm::plan(r, lookups)),
+        Reference::Template(pieces) => {
+            let mut parts = Vec::new();
+            for piece in pieces {
+                parts.push(match piece {
+                    Piece::Text(text) => Part::Text(text),
+                    Piece::Placeholder {
+                        reference,
+                        filters,
+                        at,
+                    } => {
+                        let inner = classify(OsStr::new(&reference), data_key.present())
+                            .and_then(|r| {
+                                r.ok_or_else(|| Reason::new(Class::Malformed, "not a reference"))
+                            })
+                            .map_err(|r| {
+                                Reason::new(
+                                    r.class,
+                                    format!("the template at position {at}: {}", r.detail),
+                                )
+                            })?;
+                        let kind = inner.kind();
+                        let using = plan_reference(inner, name, context, data_key, lookups)?;
+                        Part::Value {
+                            using: Box::new(using),
+                            filters,
+                            kind,
+                        }
+                    }
+                });
+            }
+            Use::Template(parts)
+        }
+    })
 }
 
 /// The variables one load sets, named, with their provenance.
@@ -804,9 +863,9 @@ mod tests {
         .collect();
         let rows = plan.report(&outcomes);
         assert_eq!(rows[0].source.as_deref(), Some("arn:aws:kms:r:1:key/k"));
-        assert!(matches!(&rows[0].grant, Some(Grant::Kms(g)) if g.key == "arn:aws:kms:r:1:key/k"));
+        assert!(matches!(&rows[0].grants[..], [Grant::Kms(g)] if g.key == "arn:aws:kms:r:1:key/k"));
         assert_eq!(rows[1].source.as_deref(), Some("/gone:3"));
-        assert_eq!(rows[1].grant, None);
+        assert!(rows[1].grants.is_empty());
         assert!(rows[1].status.is_err());
     }
 }

@@ -8,6 +8,7 @@ use crate::error::Reason;
 use crate::source::kms::{self, KMS_PREFIX, KmsRef, SECURE_PREFIX};
 use crate::source::sm::{self, SecretRef};
 use crate::source::ssm::{self, Parameter};
+use crate::template::{self, Piece};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
@@ -20,6 +21,8 @@ pub enum Reference {
     Ssm(Parameter),
     /// A Secrets Manager secret, or one key of it.
     Sm(SecretRef),
+    /// A `tmpl:` value: text and placeholders.
+    Template(Vec<Piece>),
 }
 
 impl Reference {
@@ -29,14 +32,38 @@ impl Reference {
             Reference::Kms(r) => r.kind(),
             Reference::Ssm(r) => r.kind(),
             Reference::Sm(r) => r.kind(),
+            Reference::Template(pieces) => {
+                // The kinds of the references it uses; of one that does not parse, only its
+                // prefix (it might be a mistyped plaintext).
+                let inner: Vec<String> = pieces
+                    .iter()
+                    .filter_map(|p| match p {
+                        Piece::Placeholder { reference, .. } => {
+                            Some(match classify(OsStr::new(reference), false) {
+                                Ok(Some(r)) => r.kind(),
+                                _ => reference.split(':').next().unwrap_or_default().to_owned(),
+                            })
+                        }
+                        Piece::Text(_) => None,
+                    })
+                    .collect();
+                format!("tmpl ({})", inner.join(", "))
+            }
         }
     }
 }
 
 /// Every reference prefix.
-const PREFIXES: [&str; 4] = [KMS_PREFIX, ssm::PREFIX, sm::PREFIX, SECURE_PREFIX];
+const PREFIXES: [&str; 5] = [
+    KMS_PREFIX,
+    ssm::PREFIX,
+    sm::PREFIX,
+    SECURE_PREFIX,
+    template::PREFIX,
+];
 
-/// Whether a value starts with one of the reference prefixes (`kms:`, `ssm:`, `sm:`, `secure:`).
+/// Whether a value starts with one of the reference prefixes (`kms:`, `ssm:`, `sm:`, `secure:`,
+/// `tmpl:`).
 pub fn has_reference_prefix(value: &[u8]) -> bool {
     PREFIXES.iter().any(|p| value.starts_with(p.as_bytes()))
 }
@@ -56,6 +83,16 @@ pub fn classify(value: &OsStr, data_key: bool) -> Result<Option<Reference>, Reas
     }
     if let Some(body) = bytes.strip_prefix(sm::PREFIX.as_bytes()) {
         return sm::parse(body).map(|r| Some(Reference::Sm(r)));
+    }
+    if let Some(body) = bytes.strip_prefix(template::PREFIX.as_bytes()) {
+        let body = std::str::from_utf8(body).map_err(|_| {
+            Reason::new(
+                crate::error::Class::Malformed,
+                "a tmpl: value must be valid UTF-8",
+            )
+        })?;
+        return template::parse(body, |r| has_reference_prefix(r.as_bytes()))
+            .map(|p| Some(Reference::Template(p)));
     }
     Ok(None)
 }

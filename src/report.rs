@@ -53,7 +53,7 @@ pub fn table(rows: &[Row]) -> String {
 /// The least-privilege policy for the resolved rows: each source's statements for what its
 /// rows need (`kms:Decrypt`, `ssm:GetParameters`, …).
 pub fn iam_policy(rows: &[Row]) -> Value {
-    let grants: Vec<&Grant> = rows.iter().filter_map(|r| r.grant.as_ref()).collect();
+    let grants: Vec<&Grant> = rows.iter().flat_map(|r| &r.grants).collect();
     json!({ "Version": "2012-10-17", "Statement": source::statements(&grants) })
 }
 
@@ -64,12 +64,13 @@ mod tests {
     use crate::source::{kms, ssm};
 
     fn row(var: &str, grant: Option<Grant>, ok: bool) -> Row {
+        let grants = grant.into_iter().collect();
         Row {
             variable: var.into(),
             kind: "kms".into(),
             source: Some("arn:k".into()),
             version: None,
-            grant,
+            grants,
             status: if ok {
                 Ok(())
             } else {

@@ -20,6 +20,9 @@ pub enum Value {
     Plain(OsString),
     /// A resolved plaintext.
     Secret(Secret),
+    /// A resolved plaintext for a `*_FILE` variable: written to a file before exec, the
+    /// variable then holds the file's path (any bytes, NUL included).
+    File(Secret),
 }
 
 impl Value {
@@ -28,10 +31,13 @@ impl Value {
         use std::os::unix::ffi::OsStrExt;
         match self {
             Value::Plain(v) => v.as_bytes(),
-            Value::Secret(s) => s.expose(),
+            Value::Secret(s) | Value::File(s) => s.expose(),
         }
     }
 }
+
+/// The suffix of a variable whose plaintext goes to a file.
+pub const FILE_SUFFIX: &str = "_FILE";
 
 /// The final environment, in the original order.
 pub type Vars = Vec<(OsString, Value)>;

@@ -16,5 +16,11 @@ pub fn exec(global: &Global, args: ExecArgs) -> Result<u8, Error> {
     );
     debug!("{} variables hold references", plan.reference_count());
     let vars = resolve_plan(global, plan, None)?;
-    crate::exec::exec(&args.command, vars, args.init)
+    let (vars, files) =
+        super::files_dir::deliver(vars, args.files_dir.as_deref(), args.files_owner)?;
+    // `files` removes the directory when dropped: after a failed `execve`, or with `--init` once
+    // the child has exited; a successful `execve` keeps it for the application.
+    let code = crate::exec::exec(&args.command, vars, args.init);
+    drop(files);
+    code
 }

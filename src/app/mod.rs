@@ -13,6 +13,7 @@ mod encrypt;
 mod exec;
 mod export;
 mod files;
+mod files_dir;
 mod init;
 mod install;
 mod migrate;

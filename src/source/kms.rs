@@ -266,12 +266,17 @@ impl Use {
             secret,
             source: f.source.clone(),
             version: None,
-            grant: f.source.clone().map(|key| {
-                super::Grant::Kms(Grant {
-                    key,
-                    context: context.clone(),
+            grants: f
+                .source
+                .clone()
+                .map(|key| {
+                    super::Grant::Kms(Grant {
+                        key,
+                        context: context.clone(),
+                    })
                 })
-            }),
+                .into_iter()
+                .collect(),
         };
         match self {
             Use::Direct { id, context } => {

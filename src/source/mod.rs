@@ -191,6 +191,24 @@ pub enum Use {
     Ssm(ssm::Use),
     /// A secret, or one key of it.
     Sm(sm::Use),
+    /// A `tmpl:` value: text and other uses, filtered.
+    Template(Vec<Part>),
+}
+
+/// One part of a `tmpl:` value.
+#[derive(Debug, Clone)]
+pub enum Part {
+    /// Literal text.
+    Text(String),
+    /// A reference's plaintext through filters.
+    Value {
+        /// How it gets its plaintext.
+        using: Box<Use>,
+        /// Applied in order.
+        filters: Vec<crate::template::Filter>,
+        /// The reference's kind, for messages.
+        kind: String,
+    },
 }
 
 /// One variable's plaintext and where it came from.
@@ -203,7 +221,7 @@ pub struct Resolved {
     /// The version that answered, when known.
     pub version: Option<String>,
     /// What IAM must allow for it.
-    pub grant: Option<Grant>,
+    pub grants: Vec<Grant>,
 }
 
 impl Use {
@@ -213,6 +231,42 @@ impl Use {
             Use::Kms(u) => u.finish(outcomes),
             Use::Ssm(u) => u.finish(outcomes),
             Use::Sm(u) => u.finish(outcomes),
+            Use::Template(parts) => {
+                // Every piece first, then one allocation: no growing buffer leaves copies of a
+                // plaintext behind (each piece is a zeroized `Secret`).
+                let mut pieces: Vec<Secret> = Vec::new();
+                let mut grants = Vec::new();
+                for part in parts {
+                    match part {
+                        Part::Text(text) => pieces.push(Secret::new(text.as_bytes().to_vec())),
+                        Part::Value {
+                            using,
+                            filters,
+                            kind,
+                        } => {
+                            let named =
+                                |r: Reason| Reason::new(r.class, format!("{kind}: {}", r.detail));
+                            let resolved = using.finish(outcomes).map_err(named)?;
+                            let mut value = resolved.secret;
+                            for filter in filters {
+                                value = crate::template::apply(*filter, &value).map_err(named)?;
+                            }
+                            pieces.push(value);
+                            grants.extend(resolved.grants);
+                        }
+                    }
+                }
+                let mut out = Vec::with_capacity(pieces.iter().map(|p| p.expose().len()).sum());
+                for piece in &pieces {
+                    out.extend_from_slice(piece.expose());
+                }
+                Ok(Resolved {
+                    secret: Secret::new(out),
+                    source: None,
+                    version: None,
+                    grants,
+                })
+            }
         }
     }
 
@@ -222,6 +276,7 @@ impl Use {
             Use::Kms(_) => None,
             Use::Ssm(u) => u.requested(lookups),
             Use::Sm(u) => u.requested(lookups),
+            Use::Template(_) => None,
         }
     }
 }

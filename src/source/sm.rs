@@ -464,12 +464,15 @@ impl Use {
             secret,
             source: f.source.clone(),
             version: f.version.clone(),
-            grant: resource.map(|resource| {
-                super::Grant::Sm(Grant {
-                    resource,
-                    stage: self.stage.clone(),
+            grants: resource
+                .map(|resource| {
+                    super::Grant::Sm(Grant {
+                        resource,
+                        stage: self.stage.clone(),
+                    })
                 })
-            }),
+                .into_iter()
+                .collect(),
         })
     }
 

@@ -347,7 +347,12 @@ impl Use {
             secret: f.secret.clone(),
             source: f.source.clone(),
             version: f.version.clone(),
-            grant: f.source.clone().map(|arn| super::Grant::Ssm(Grant { arn })),
+            grants: f
+                .source
+                .clone()
+                .map(|arn| super::Grant::Ssm(Grant { arn }))
+                .into_iter()
+                .collect(),
         })
     }
 

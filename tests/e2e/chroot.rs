@@ -155,3 +155,27 @@ fn https_in_an_empty_root_uses_built_in_roots_plus_aws_ca_bundle() {
     assert_eq!(r.code, Some(0), "{}", r.stderr());
     assert_eq!(r.stdout(), "K=chroot-tls-plaintext\nP=plain\n");
 }
+
+#[test]
+fn a_file_secret_without_a_memory_backed_default_directory_is_refused_with_78() {
+    // The empty root has no /dev/shm and no XDG_RUNTIME_DIR: a disk is never chosen silently.
+    let root = scratch_root("127.0.0.1 localhost\n127.0.0.1 moto.internal\n");
+    let mut env = aws_env();
+    env.insert("PATH".into(), "/".into());
+    env.insert(
+        "AWS_ENDPOINT_URL".into(),
+        format!("http://moto.internal:{}", moto().port).into(),
+    );
+    env.insert(
+        "K_FILE".into(),
+        cli_encrypt(b"chroot-file-plaintext").into(),
+    );
+    let r = in_chroot(root.path(), &env);
+    assert_eq!(r.code, Some(78), "{}", r.stderr());
+    assert!(r.stderr().contains("--files-dir"), "{}", r.stderr());
+    assert!(r.stdout.is_empty());
+    assert_eq!(
+        listing(root.path()),
+        ["app", "etc", "etc/hosts", "etc/resolv.conf", "kms-env"]
+    );
+}
