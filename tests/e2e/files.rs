@@ -50,6 +50,15 @@ fn every_kind_goes_to_a_0400_file_with_the_exact_bytes() {
         format!("tmpl:x={{{{ ssm:{p} | base64 }}}}").into(),
     );
     env.insert("PLAIN_FILE".into(), "/etc/hostname".into());
+    // mapbox's secure:<base64> (no KMS_DATA_KEY) and a kms:v1: value bound to its variable.
+    let mapbox = cli_encrypt(b"secure-file-value").replacen("kms:", "secure:", 1);
+    env.insert("SECURE_FILE".into(), mapbox.into());
+    let bound = run_with_stdin(
+        kms_env(&aws_env()).args(["encrypt", "--key-id", key_id(), "--bind-name", "V1_FILE"]),
+        b"v1-file-value",
+    );
+    assert_eq!(bound.code, Some(0), "{}", bound.stderr());
+    env.insert("V1_FILE".into(), bound.stdout().trim().into());
     let (r, dump) = exec_dump(&env, &["--files-dir", files.path().to_str().unwrap()], &[]);
     assert_eq!(r.code, Some(0), "{}", r.stderr());
     let dirs = runs(files.path());
@@ -60,6 +69,8 @@ fn every_kind_goes_to_a_0400_file_with_the_exact_bytes() {
         ("PARAM", b"ssm-file-value\n"),
         ("DER", der),
         ("URL", b"x=c3NtLWZpbGUtdmFsdWUK"),
+        ("SECURE", b"secure-file-value"),
+        ("V1", b"v1-file-value"),
     ];
     for (stem, bytes) in want {
         let path =
@@ -75,7 +86,15 @@ fn every_kind_goes_to_a_0400_file_with_the_exact_bytes() {
         b"/etc/hostname",
         "plain values stay"
     );
-    assert_no_plaintext(&r, &[b"kms-file-value", b"ssm-file-value"]);
+    assert_no_plaintext(
+        &r,
+        &[
+            b"kms-file-value",
+            b"ssm-file-value",
+            b"secure-file-value",
+            b"v1-file-value",
+        ],
+    );
 }
 
 #[test]
