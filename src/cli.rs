@@ -169,6 +169,30 @@ pub struct ExecArgs {
     #[arg(long = "load", value_name = "SPEC")]
     pub load: Vec<String>,
 
+    /// With --init: resolve the references again every DURATION (±10 %, at least 10 s) and act
+    /// on a change (see --on-change).
+    #[arg(long, env = "KMS_ENV_REFRESH", value_name = "DURATION", value_parser = parse_refresh)]
+    pub refresh: Option<Duration>,
+
+    /// What a change found by --refresh does: restart (stop and start the application again),
+    /// exit (stop it and exit 0), or signal:NAME (rewrite changed *_FILE files in place, send NAME).
+    #[arg(
+        long,
+        env = "KMS_ENV_ON_CHANGE",
+        value_name = "ACTION",
+        default_value = "restart",
+        value_parser = parse_on_change
+    )]
+    pub on_change: OnChange,
+
+    /// The signal that stops the application for a restart or an exit.
+    #[arg(long, value_name = "SIGNAL", default_value = "TERM", value_parser = parse_signal)]
+    pub stop_signal: nix::sys::signal::Signal,
+
+    /// How long the application may take to stop before SIGKILL.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
+    pub grace: Duration,
+
     /// Where *_FILE variables' files go: a fresh 0700 directory inside DIR (default: /dev/shm or
     /// $XDG_RUNTIME_DIR when memory-backed).
     #[arg(long, env = "KMS_ENV_FILES_DIR", value_name = "DIR")]
@@ -386,6 +410,58 @@ pub fn parse_context_pair(s: &str) -> Result<(String, String), String> {
         return Err(format!("{k} is reserved for --bind-name"));
     }
     Ok((k.to_owned(), v.to_owned()))
+}
+
+/// What `--refresh` does on a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnChange {
+    /// Stop the application and start it again with the new values.
+    Restart,
+    /// Stop the application and exit 0, for the orchestrator to replace the task.
+    Exit,
+    /// Rewrite the changed `*_FILE` files in place and send this signal.
+    Signal(nix::sys::signal::Signal),
+}
+
+/// Parses `TERM`, `SIGTERM` or `15`.
+pub fn parse_signal(s: &str) -> Result<nix::sys::signal::Signal, String> {
+    use std::str::FromStr;
+    let name = s.trim().to_ascii_uppercase();
+    if let Ok(n) = name.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n).map_err(|_| format!("no signal {n}"));
+    }
+    let full = if name.starts_with("SIG") {
+        name
+    } else {
+        format!("SIG{name}")
+    };
+    nix::sys::signal::Signal::from_str(&full).map_err(|_| format!("no signal {s}"))
+}
+
+/// Parses `restart`, `exit` or `signal:NAME`.
+pub fn parse_on_change(s: &str) -> Result<OnChange, String> {
+    match s.trim() {
+        "restart" => Ok(OnChange::Restart),
+        "exit" => Ok(OnChange::Exit),
+        other => match other.strip_prefix("signal:") {
+            Some(name) => parse_signal(name).map(OnChange::Signal),
+            None => Err("one of restart, exit, signal:NAME".into()),
+        },
+    }
+}
+
+/// Parses a refresh interval: at least 10 s (the test suite lowers the floor through a variable
+/// of its own).
+pub fn parse_refresh(s: &str) -> Result<Duration, String> {
+    let d = parse_timeout(s)?;
+    let floor = std::env::var("KMS_ENV_TEST_REFRESH_FLOOR")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(Duration::from_secs(10), Duration::from_secs);
+    if d < floor {
+        return Err(format!("must be at least {} s", floor.as_secs()));
+    }
+    Ok(d)
 }
 
 /// Parses `UID[:GID]`.

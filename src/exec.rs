@@ -181,10 +181,27 @@ fn arg_max() -> usize {
         .unwrap_or(MAX_ENV_STRING)
 }
 
-/// Runs `command` with the environment `vars`: replaces this process (`execve`), or with
-/// `init` supervises it as a child (see `supervise`). Returns the exit code to leave with,
-/// which without `init` only ever comes back as an error.
-pub fn exec(command: &[OsString], vars: Vec<(OsString, Value)>, init: bool) -> Result<u8, Error> {
+/// Everything `execve` needs, checked against the kernel's limits; the environment's plaintexts
+/// are zeroized when it is dropped.
+pub struct Launch {
+    /// The command as given, for messages.
+    pub shown: String,
+    /// The arguments.
+    pub argv: Vec<CString>,
+    /// The environment, `NAME=VALUE`.
+    pub env: Vec<CString>,
+    /// Where the command is run from.
+    pub program: Program,
+}
+
+impl Drop for Launch {
+    fn drop(&mut self) {
+        scrub(std::mem::take(&mut self.env));
+    }
+}
+
+/// Prepares `command` with the environment `vars`.
+pub fn prepare(command: &[OsString], vars: Vec<(OsString, Value)>) -> Result<Launch, Error> {
     let shown = command
         .first()
         .map(|c| c.to_string_lossy().into_owned())
@@ -209,16 +226,28 @@ pub fn exec(command: &[OsString], vars: Vec<(OsString, Value)>, init: bool) -> R
             code: EX_CANNOT_EXEC,
         });
     }
+    Ok(Launch {
+        shown,
+        argv,
+        env,
+        program,
+    })
+}
+
+/// Runs `command` with the environment `vars`: replaces this process (`execve`), or with
+/// `init` supervises it as a child (see `supervise`). Returns the exit code to leave with,
+/// which without `init` only ever comes back as an error.
+pub fn exec(command: &[OsString], vars: Vec<(OsString, Value)>, init: bool) -> Result<u8, Error> {
+    let launch = prepare(command, vars)?;
     if init {
-        let result = crate::supervise::run(&shown, &program, &argv, &env);
-        scrub(env);
-        return result;
+        return crate::supervise::run(launch, None, None);
     }
     default_sigpipe();
-    let errno = program.exec(&argv, &env);
+    let errno = launch.program.exec(&launch.argv, &launch.env);
     // Still the wrapper: a closed stderr must not kill it before it reports.
     set_sigpipe(SigHandler::SigIgn);
-    scrub(env);
+    let shown = launch.shown.clone();
+    drop(launch);
     let (reason, code) = match errno {
         Errno::ENOENT => ("command not found".to_owned(), EX_NOT_FOUND),
         Errno::E2BIG => (

@@ -17,6 +17,7 @@ mod files_dir;
 mod init;
 mod install;
 mod migrate;
+mod refresh;
 mod show;
 
 use crate::aws::{jitter, load_config};

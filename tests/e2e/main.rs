@@ -15,6 +15,7 @@ mod interop;
 mod loads;
 mod network;
 mod region;
+mod rotation;
 mod secrets;
 mod templates;
 mod tls;
