@@ -149,14 +149,19 @@ fn options(global: &Global, keep_references: bool, loads: &[String]) -> Options 
 /// Looks up everything `plan` needs; without references, no AWS configuration is loaded.
 /// `fallback_region` (an env file's `AWS_REGION`) is used when no region is configured.
 fn lookups(global: &Global, plan: &Plan, fallback_region: Option<&str>) -> Outcomes {
-    if plan.is_empty() {
-        debug!("no references to resolve; AWS configuration not loaded");
-        return Outcomes::default();
-    }
-    if !global.start_jitter.is_zero() {
+    if !plan.is_empty() && !global.start_jitter.is_zero() {
         let pause = global.start_jitter.mul_f64(jitter());
         debug!("start jitter: waiting {} ms", pause.as_millis());
         std::thread::sleep(pause);
+    }
+    lookups_now(global, plan, fallback_region)
+}
+
+/// [`lookups`] without the start jitter (the refresh rounds have their own).
+fn lookups_now(global: &Global, plan: &Plan, fallback_region: Option<&str>) -> Outcomes {
+    if plan.is_empty() {
+        debug!("no references to resolve; AWS configuration not loaded");
+        return Outcomes::default();
     }
     info!("resolving {}", plan.lookups.summary());
     with_aws(global, fallback_region, async |config, deadline| {

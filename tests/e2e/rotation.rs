@@ -39,6 +39,20 @@ fn app(log: &Path) -> String {
     )
 }
 
+/// `kms-env exec --init --refresh 1s EXTRA… -- sh -c SCRIPT`, running.
+fn supervised(
+    env: &BTreeMap<OsString, OsString>,
+    extra: &[&str],
+    script: &str,
+) -> std::process::Child {
+    spawn(
+        kms_env(env)
+            .args(["exec", "--init", "--refresh", "1s"])
+            .args(extra)
+            .args(["--", "sh", "-c", script]),
+    )
+}
+
 fn stop(child: std::process::Child) -> Run {
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -61,17 +75,7 @@ fn a_changed_parameter_restarts_the_application_after_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
     let env = refreshing(&[("V", format!("ssm:{p}"))]);
-    let child = spawn(kms_env(&env).args([
-        "exec",
-        "--init",
-        "--refresh",
-        "1s",
-        "-v",
-        "--",
-        "sh",
-        "-c",
-        &app(&log),
-    ]));
+    let child = supervised(&env, &["-v"], &app(&log));
     wait_for(&log, "start first-rotated-value");
     // Rounds without a change do not restart.
     std::thread::sleep(Duration::from_millis(2500));
@@ -98,16 +102,7 @@ fn on_change_exit_stops_the_application_and_exits_0() {
         ("V", format!("ssm:{p}")),
         ("KMS_ENV_ON_CHANGE", "exit".into()),
     ]);
-    let child = spawn(kms_env(&env).args([
-        "exec",
-        "--init",
-        "--refresh",
-        "1s",
-        "--",
-        "sh",
-        "-c",
-        &app(&log),
-    ]));
+    let child = supervised(&env, &[], &app(&log));
     wait_for(&log, "start exit-first-value");
     put_parameter(&p, "exit-second-value", "String");
     let out = child.wait_with_output().unwrap();
@@ -133,20 +128,16 @@ fn signal_hup_rewrites_the_file_in_place_and_keeps_the_pid() {
         log.display()
     );
     let env = refreshing(&[("S_FILE", format!("ssm:{p}"))]);
-    let child = spawn(kms_env(&env).args([
-        "exec",
-        "--init",
-        "--refresh",
-        "1s",
-        "--on-change",
-        "signal:HUP",
-        "--files-dir",
-        files.path().to_str().unwrap(),
-        "--",
-        "sh",
-        "-c",
+    let child = supervised(
+        &env,
+        &[
+            "--on-change",
+            "signal:HUP",
+            "--files-dir",
+            files.path().to_str().unwrap(),
+        ],
         &script,
-    ]));
+    );
     wait_for(&log, "start ");
     put_parameter(&p, "hup-second-value", "SecureString");
     wait_for(&log, "hup-second-value");
@@ -192,16 +183,7 @@ fn rounds_that_fail_leave_the_application_running() {
         ("AWS_ENDPOINT_URL", proxy.url.clone()),
         ("KMS_ENV_TIMEOUT", "2s".into()),
     ]);
-    let child = spawn(kms_env(&env).args([
-        "exec",
-        "--init",
-        "--refresh",
-        "1s",
-        "--",
-        "sh",
-        "-c",
-        &app(&log),
-    ]));
+    let child = supervised(&env, &[], &app(&log));
     wait_for(&log, "start down-value");
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(log_of(&log).matches("start").count(), 1, "{}", log_of(&log));
