@@ -83,6 +83,22 @@ pub fn read_file(path: &Path, missing_ok: bool) -> Result<EnvFile, Error> {
         .map_err(|e| data_error(Class::Malformed, format!("{}: {e}", path.display())))
 }
 
+/// Reads and parses the env file `path`, refusing one with a key given twice (which line would
+/// `exec` use?).
+pub fn read_unique_file(path: &Path) -> Result<EnvFile, Error> {
+    let file = read_file(path, false)?;
+    if let Some(key) = file.duplicate_key() {
+        return Err(data_error(
+            Class::Malformed,
+            format!(
+                "{}: {key} is given more than once; keep one",
+                path.display()
+            ),
+        ));
+    }
+    Ok(file)
+}
+
 /// Replaces `path` with `contents` atomically: a synced temporary file in the same directory,
 /// renamed over it. An existing file keeps its mode, owner and group; a new one gets 0600; a
 /// symlink is written through to its target.

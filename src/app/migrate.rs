@@ -4,7 +4,7 @@
 //! file is printed (no `KMS_DATA_KEY` in it), never a plaintext, and the file is not changed.
 
 use super::encrypt::{check_plaintext, seal_value};
-use super::files::{data_key_blob, read_file};
+use super::files::{data_key_blob, read_unique_file};
 use super::{with_aws, write_stdout};
 use crate::cli::{Global, MigrateArgs};
 use crate::envfile::{REGION_VAR, crypto};
@@ -17,16 +17,7 @@ use std::collections::HashMap;
 
 /// `kms-env migrate FILE [--key-id KEY] [--bind-name]`.
 pub fn migrate(global: &Global, args: &MigrateArgs) -> Result<(), Error> {
-    let mut file = read_file(&args.file, false)?;
-    if let Some(key) = file.duplicate_key() {
-        return Err(Error::Value(Reason::new(
-            Class::Malformed,
-            format!(
-                "{}: {key} is given more than once; keep one",
-                args.file.display()
-            ),
-        )));
-    }
+    let mut file = read_unique_file(&args.file)?;
     let blob = data_key_blob(&file, &args.file)?;
     let fallback = file.get(REGION_VAR).map(str::to_owned);
     let secure: Vec<(String, String)> = file

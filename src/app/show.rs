@@ -1,10 +1,10 @@
 //! `kms-env show FILE`: an env file with every reference resolved, on stdout (debugging only).
 
-use super::files::read_file;
+use super::files::read_unique_file;
 use super::{options, resolve_plan, write_stdout};
 use crate::cli::{Global, ShowArgs};
 use crate::envfile::REGION_VAR;
-use crate::error::{Class, Error, Reason};
+use crate::error::Error;
 use crate::plan::Plan;
 use crate::secret::Secret;
 use crate::value::Value;
@@ -14,16 +14,7 @@ use tracing::warn;
 
 /// `kms-env show FILE`: the file with every reference resolved, on stdout.
 pub fn show(global: &Global, args: ShowArgs) -> Result<(), Error> {
-    let mut file = read_file(&args.file, false)?;
-    if let Some(key) = file.duplicate_key() {
-        return Err(Error::Value(Reason::new(
-            Class::Malformed,
-            format!(
-                "{}: {key} is given more than once; keep one",
-                args.file.display()
-            ),
-        )));
-    }
+    let mut file = read_unique_file(&args.file)?;
     warn!("show prints secrets in plaintext; use it for debugging only");
     let pairs: Vec<(OsString, OsString)> = file
         .pairs()

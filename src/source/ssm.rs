@@ -499,6 +499,22 @@ impl AwsSsm {
     }
 }
 
+/// The answers in what SSM returned (parameters without a name or value are left out).
+fn answers_of(parameters: Option<Vec<aws_sdk_ssm::types::Parameter>>) -> Vec<Answer> {
+    parameters
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| {
+            Some(Answer {
+                name: p.name?,
+                arn: p.arn,
+                version: Some(p.version),
+                value: Secret::from(p.value?),
+            })
+        })
+        .collect()
+}
+
 impl Ssm for AwsSsm {
     async fn get_parameters(
         &self,
@@ -517,19 +533,7 @@ impl Ssm for AwsSsm {
                 .send()
         })
         .await?;
-        Ok(out
-            .parameters
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|p| {
-                Some(Answer {
-                    name: p.name?,
-                    arn: p.arn,
-                    version: Some(p.version),
-                    value: Secret::from(p.value?),
-                })
-            })
-            .collect())
+        Ok(answers_of(out.parameters))
     }
 
     async fn get_parameters_by_path(
@@ -563,20 +567,7 @@ impl Ssm for AwsSsm {
                 .send()
         })
         .await?;
-        let answers = out
-            .parameters
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|p| {
-                Some(Answer {
-                    name: p.name?,
-                    arn: p.arn,
-                    version: Some(p.version),
-                    value: Secret::from(p.value?),
-                })
-            })
-            .collect();
-        Ok((answers, out.next_token))
+        Ok((answers_of(out.parameters), out.next_token))
     }
 }
 
