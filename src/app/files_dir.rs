@@ -12,6 +12,26 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// Writes `bytes` to a new file `path` (never an existing one), mode 0400, synced, owned by
+/// `owner` when given.
+pub fn write_secret_file(
+    path: &Path,
+    bytes: &[u8],
+    owner: Option<(u32, Option<u32>)>,
+) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    match owner {
+        Some((uid, gid)) => std::os::unix::fs::chown(path, Some(uid), gid),
+        None => Ok(()),
+    }
+}
+
 /// Whether `dir` is on a memory-backed file system (tmpfs, ramfs).
 fn memory_backed(dir: &Path) -> bool {
     use nix::sys::statfs::{FsType, TMPFS_MAGIC, statfs};
@@ -95,16 +115,7 @@ pub fn deliver(
             )));
         }
         let path = dir.path().join(std::ffi::OsStr::from_bytes(stem));
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o400)
-            .open(&path)
-            .map_err(io_error(what()))?;
-        file.write_all(secret.expose())
-            .and_then(|()| file.sync_all())
-            .and_then(|()| chown(&path))
-            .map_err(io_error(what()))?;
+        write_secret_file(&path, secret.expose(), owner).map_err(io_error(what()))?;
         out.push((name, Value::Plain(OsString::from(path))));
     }
     if let Ok(d) = std::fs::File::open(dir.path()) {

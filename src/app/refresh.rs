@@ -16,9 +16,7 @@ use crate::value::{FILE_SUFFIX, Value, Vars};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 use tracing::{info, warn};
@@ -84,20 +82,9 @@ impl Rounds<'_> {
                 std::ffi::OsStr::from_bytes(&name.as_bytes()[..name.len() - FILE_SUFFIX.len()]);
             let target = dir.join(stem);
             let tmp = dir.join(format!(".{}.new", stem.to_string_lossy()));
-            let written = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o400)
-                .open(&tmp)
-                .and_then(|mut f| {
-                    f.write_all(secret.expose())?;
-                    f.sync_all()
-                })
-                .and_then(|()| match self.args.files_owner {
-                    Some((uid, gid)) => std::os::unix::fs::chown(&tmp, Some(uid), gid),
-                    None => Ok(()),
-                })
-                .and_then(|()| std::fs::rename(&tmp, &target));
+            let written =
+                files_dir::write_secret_file(&tmp, secret.expose(), self.args.files_owner)
+                    .and_then(|()| std::fs::rename(&tmp, &target));
             if let Err(e) = written {
                 let _ = std::fs::remove_file(&tmp);
                 warn!(

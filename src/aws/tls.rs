@@ -44,10 +44,19 @@ pub const EXTRA_CA_VARS: &[&str] = &["AWS_CA_BUNDLE", "SSL_CERT_FILE"];
 
 /// The roots built into the binary, as one PEM blob.
 fn builtin_roots() -> Vec<u8> {
+    pem_of(
+        webpki_root_certs::TLS_SERVER_ROOT_CERTS
+            .iter()
+            .map(AsRef::as_ref),
+    )
+}
+
+/// DER certificates as one PEM blob (64-character lines).
+fn pem_of<'a>(ders: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
     let mut pem = String::new();
-    for cert in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
+    for der in ders {
         pem.push_str("-----BEGIN CERTIFICATE-----\n");
-        let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
         for line in b64.as_bytes().chunks(64) {
             pem.push_str(std::str::from_utf8(line).unwrap_or_default());
             pem.push('\n');
@@ -72,13 +81,7 @@ fn usable(pem: Vec<u8>) -> (Vec<u8>, usize) {
         return (pem, good.len());
     }
     debug!("{bad} certificates of the CA bundle cannot be trust anchors; left out");
-    let mut out = String::new();
-    for der in &good {
-        out.push_str("-----BEGIN CERTIFICATE-----\n");
-        out.push_str(&base64::engine::general_purpose::STANDARD.encode(der.as_ref()));
-        out.push_str("\n-----END CERTIFICATE-----\n");
-    }
-    (out.into_bytes(), good.len())
+    (pem_of(good.iter().map(AsRef::as_ref)), good.len())
 }
 
 /// Advice for an unusable CA bundle.
