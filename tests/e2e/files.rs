@@ -28,18 +28,9 @@ fn runs(dir: &Path) -> Vec<PathBuf> {
 fn every_kind_goes_to_a_0400_file_with_the_exact_bytes() {
     let p = unique("file-ssm");
     put_parameter(&p, "ssm-file-value\n", "SecureString");
-    let binary_name = unique("file-bin").trim_start_matches('/').to_owned();
+    let binary_name = secret_name("file-bin");
     let der: &[u8] = &[0x30, 0x82, 0x00, 0x00, 0x02, 0x01, 0x00, 0xff, b'\n'];
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("der"), der).unwrap();
-    aws(&[
-        "secretsmanager",
-        "create-secret",
-        "--name",
-        &binary_name,
-        "--secret-binary",
-        &format!("fileb://{}", tmp.path().join("der").display()),
-    ]);
+    create_binary_secret(&binary_name, der);
     let files = tempfile::tempdir().unwrap();
     let mut env = aws_env();
     env.insert("KEY_FILE".into(), cli_encrypt(b"kms-file-value").into());

@@ -104,16 +104,9 @@ fn a_path_loads_every_page_once_and_nested_paths_and_labels_work() {
 
 #[test]
 fn every_key_of_a_json_secret_with_a_prefix() {
-    let name = unique("load-secret").trim_start_matches('/').to_owned();
+    let name = secret_name("load-secret");
     let doc = r#"{"user":"app","password":"p@ss w0rd'\"$x","port":5432,"ratio":0.5,"on":true,"nested":{"a":[1,"b"]},"nil":null,"api-key":"k-1","2fa":"otp","url":"https://x/?a=b"}"#;
-    aws(&[
-        "secretsmanager",
-        "create-secret",
-        "--name",
-        &name,
-        "--secret-string",
-        doc,
-    ]);
+    create_secret(&name, doc, &[]);
     let env = with(&[
         ("KMS_ENV_LOAD", &format!("CFG_=sm:{name}#*")),
         ("ONE", &format!("sm:{name}#user")),

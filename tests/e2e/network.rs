@@ -2,7 +2,6 @@
 //! hanging endpoints, all bounded by the deadline.
 
 use crate::common::*;
-use std::ffi::OsStr;
 use std::time::Duration;
 
 #[test]
@@ -10,9 +9,7 @@ fn the_ecs_task_role_provides_the_credentials() {
     let creds = credentials_server();
     let p = unique("task-role");
     put_parameter(&p, "task-role-plaintext", "SecureString");
-    let mut env = aws_env();
-    env.remove(OsStr::new("AWS_ACCESS_KEY_ID"));
-    env.remove(OsStr::new("AWS_SECRET_ACCESS_KEY"));
+    let mut env = keyless_env();
     env.insert(
         "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
         creds.url.clone().into(),
@@ -53,9 +50,7 @@ fn the_ecs_task_role_provides_the_credentials() {
 
 #[test]
 fn no_credentials_at_all_is_77_with_a_hint() {
-    let mut env = aws_env();
-    env.remove(OsStr::new("AWS_ACCESS_KEY_ID"));
-    env.remove(OsStr::new("AWS_SECRET_ACCESS_KEY"));
+    let mut env = keyless_env();
     env.insert("K".into(), cli_encrypt(b"no-creds-plaintext").into());
     let (r, dump) = exec_dump(&env, &[], &[]);
     assert_eq!(r.code, Some(77), "{}", r.stderr());
@@ -142,9 +137,7 @@ fn eks_irsa_web_identity_through_sts() {
     let token = dir.path().join("token");
     std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.irsa-test-token.sig").unwrap();
     let proxy = proxy::start(moto().port, |_, _| proxy::Fault::Pass);
-    let mut env = aws_env();
-    env.remove(OsStr::new("AWS_ACCESS_KEY_ID"));
-    env.remove(OsStr::new("AWS_SECRET_ACCESS_KEY"));
+    let mut env = keyless_env();
     env.insert("AWS_ENDPOINT_URL".into(), proxy.url.clone().into());
     env.insert("AWS_WEB_IDENTITY_TOKEN_FILE".into(), token.into());
     env.insert(
@@ -215,9 +208,7 @@ fn eks_pod_identity_sends_the_token_from_its_file() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("eks-pod-identity-token");
     std::fs::write(&token, "pod-identity-token-1").unwrap();
-    let mut env = aws_env();
-    env.remove(OsStr::new("AWS_ACCESS_KEY_ID"));
-    env.remove(OsStr::new("AWS_SECRET_ACCESS_KEY"));
+    let mut env = keyless_env();
     env.insert("AWS_CONTAINER_CREDENTIALS_FULL_URI".into(), url.into());
     env.insert(
         "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".into(),
@@ -255,9 +246,7 @@ fn https_proxy_tunnels_aws_calls_but_never_the_credentials_endpoint() {
     let (proxy_url, tunnels) = proxy::connect_proxy();
     let creds = credentials_server();
     let base = |proxy_var: &str| {
-        let mut env = aws_env();
-        env.remove(OsStr::new("AWS_ACCESS_KEY_ID"));
-        env.remove(OsStr::new("AWS_SECRET_ACCESS_KEY"));
+        let mut env = keyless_env();
         env.insert(
             "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
             creds.url.clone().into(),

@@ -7,29 +7,6 @@ use crate::common::*;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 
-/// A unique secret name (no leading '/').
-fn secret_name(tag: &str) -> String {
-    unique(tag).trim_start_matches('/').to_owned()
-}
-
-/// `create-secret` with a string; returns (ARN, version id).
-fn create_secret(name: &str, value: &str, extra: &[&str]) -> (String, String) {
-    let mut args = vec![
-        "secretsmanager",
-        "create-secret",
-        "--name",
-        name,
-        "--secret-string",
-        value,
-        "--query",
-        "[ARN,VersionId]",
-    ];
-    args.extend_from_slice(extra);
-    let out = aws(&args);
-    let (arn, version) = out.split_once('\t').unwrap();
-    (arn.to_owned(), version.to_owned())
-}
-
 /// `put-secret-value`: a new AWSCURRENT version (the old one becomes AWSPREVIOUS).
 fn put_secret_value(name: &str, value: &str) -> String {
     aws(&[
@@ -66,16 +43,7 @@ fn every_form_gives_the_application_the_exact_bytes() {
     create_secret(&bang, r#"{"password":"bang-plaintext"}"#, &[]);
     let binary_name = secret_name("sm-binary");
     let binary: &[u8] = &[0xff, 0xfe, b'k', b'e', b'y', 0x01, b'='];
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("bin"), binary).unwrap();
-    aws(&[
-        "secretsmanager",
-        "create-secret",
-        "--name",
-        &binary_name,
-        "--secret-binary",
-        &format!("fileb://{}", dir.path().join("bin").display()),
-    ]);
+    create_binary_secret(&binary_name, binary);
     let far_name = secret_name("sm-far");
     let (far_arn, _) = create_secret(
         &far_name,

@@ -8,16 +8,9 @@ use crate::common::*;
 const PASSWORD: &str = "p@ss:w/o?r#d%40 ünï 🔑&=+";
 
 fn db_secret(tag: &str) -> String {
-    let name = unique(tag).trim_start_matches('/').to_owned();
+    let name = secret_name(tag);
     let doc = serde_json::json!({"username": "app", "password": PASSWORD, "port": 5432});
-    aws(&[
-        "secretsmanager",
-        "create-secret",
-        "--name",
-        &name,
-        "--secret-string",
-        &doc.to_string(),
-    ]);
+    create_secret(&name, &doc.to_string(), &[]);
     name
 }
 

@@ -159,6 +159,52 @@ pub fn unique(tag: &str) -> String {
     format!("/kms-env-test/{tag}-{}", N.fetch_add(1, Ordering::Relaxed))
 }
 
+/// The test environment without static keys, for tests of other credential providers.
+pub fn keyless_env() -> BTreeMap<OsString, OsString> {
+    let mut env = aws_env();
+    env.remove(OsStr::new("AWS_ACCESS_KEY_ID"));
+    env.remove(OsStr::new("AWS_SECRET_ACCESS_KEY"));
+    env
+}
+
+/// A unique Secrets Manager name (no leading '/').
+pub fn secret_name(tag: &str) -> String {
+    unique(tag).trim_start_matches('/').to_owned()
+}
+
+/// `create-secret` with a string (and `extra` arguments); returns (ARN, version id).
+pub fn create_secret(name: &str, value: &str, extra: &[&str]) -> (String, String) {
+    let mut args = vec![
+        "secretsmanager",
+        "create-secret",
+        "--name",
+        name,
+        "--secret-string",
+        value,
+        "--query",
+        "[ARN,VersionId]",
+    ];
+    args.extend_from_slice(extra);
+    let out = aws(&args);
+    let (arn, version) = out.split_once('\t').unwrap();
+    (arn.to_owned(), version.to_owned())
+}
+
+/// `create-secret` with binary bytes (AWS CLI v1 takes them only from a file).
+pub fn create_binary_secret(name: &str, bytes: &[u8]) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secret");
+    std::fs::write(&file, bytes).unwrap();
+    aws(&[
+        "secretsmanager",
+        "create-secret",
+        "--name",
+        name,
+        "--secret-binary",
+        &format!("fileb://{}", file.display()),
+    ]);
+}
+
 /// Runs `aws kms <operation> <blob_flag> fileb://… --query <query>` with `bytes` in the file
 /// (AWS CLI v1 takes binary blobs only from files), plus `extra` arguments.
 pub fn aws_kms_blob(
