@@ -149,11 +149,13 @@ def main():
     ca, cert, key = make_ca(workdir)
     plain, plain_port = start_proxy(moto_port)
     tls, tls_port = start_proxy(moto_port, (cert, key))
+    ticketless, quiet_port = start_proxy(moto_port, (cert, key, "0"))
     try:
-        report(workdir, moto_port, plain_port, tls_port, ca)
+        report(workdir, moto_port, plain_port, tls_port, quiet_port, ca)
     finally:
         plain.kill()
         tls.kill()
+        ticketless.kill()
         moto.kill()
 
 
@@ -161,7 +163,7 @@ def fmt_ms(s):
     return f"{s * 1000:.1f} ms"
 
 
-def report(workdir, moto_port, plain_port, tls_port, ca):
+def report(workdir, moto_port, plain_port, tls_port, quiet_port, ca):
     base_env = {
         "PATH": os.environ["PATH"], "HOME": "/nonexistent",
         "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
@@ -174,6 +176,10 @@ def report(workdir, moto_port, plain_port, tls_port, ca):
         # Node's aws-sdk v2 reads NODE_EXTRA_CA_CERTS; the AWS CLI and kms-env AWS_CA_BUNDLE.
         "TLS": dict(base_env, AWS_ENDPOINT_URL=f"https://localhost:{tls_port}",
                     AWS_CA_BUNDLE=ca, NODE_EXTRA_CA_CERTS=ca),
+        # The same front sending no session tickets: what kms-env's wait for them costs when
+        # a server gives none (kms-env only).
+        "TLS, server without session tickets": dict(
+            base_env, AWS_ENDPOINT_URL=f"https://localhost:{quiet_port}", AWS_CA_BUNDLE=ca),
     }
 
     import boto3
@@ -220,17 +226,21 @@ def report(workdir, moto_port, plain_port, tls_port, ca):
             return dict(env, **{k: pairs[k] for k in keep})
 
         rows = []
-        r = results[transport] = {}
+        quiet = transport.startswith("TLS,")
+        r = {}
+        if not quiet:
+            results[transport] = r
         r["true"] = measure(["true"], env)
         rows.append(("`true` alone (baseline)", 0, r["true"], None))
         for n in (0, 1, 10, 50):
             r[("kms", n)] = measure(ours_cmd, kms_env(n))
             rows.append(("kms-env exec, `kms:`", n, r[("kms", n)], None))
-        for n in (1, 10, 50):
+        for n in () if quiet else (1, 10, 50):
             r[("ssm", n)] = measure(ours_cmd, ssm_env(n))
             rows.append(("kms-env exec, `ssm:`", n, r[("ssm", n)], None))
-        r["rss"] = max(peak_rss_kib(ours_cmd, kms_env(50)) for _ in range(5))
-        if not ONLY_OURS:
+        if not quiet:
+            r["rss"] = max(peak_rss_kib(ours_cmd, kms_env(50)) for _ in range(5))
+        if not ONLY_OURS and not quiet:
             for n in (1, 10):
                 cli_env = dict(kms_env(n), PATH=f"{VENV}:{os.environ['PATH']}", T=workdir)
                 r[("cli", n)] = measure(["sh", "-c", cli_loop], cli_env, runs=max(10, RUNS // 2))

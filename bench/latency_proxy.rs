@@ -7,9 +7,10 @@
 //! ample capacity. One thread per connection, compiled, so the proxy itself does not queue the
 //! 50 requests measured (a Python proxy serialised them under its interpreter lock).
 //!
-//! With CERT and KEY (PEM files) it speaks TLS, as real AWS endpoints do.
+//! With CERT and KEY (PEM files) it speaks TLS, as real AWS endpoints do, and sends TICKETS
+//! TLS 1.3 session tickets after each handshake (default 2, as rustls and OpenSSL do).
 //!
-//! usage: latency_proxy UPSTREAM_PORT LATENCY_MS [CERT KEY]   (prints the port it listens on)
+//! usage: latency_proxy UPSTREAM_PORT LATENCY_MS [CERT KEY [TICKETS]]   (prints its port)
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -40,6 +41,10 @@ fn main() {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .expect("certificate and key");
+        let mut config = config;
+        if let Some(tickets) = args.get(5) {
+            config.send_tls13_tickets = tickets.parse().expect("TICKETS");
+        }
         Arc::new(config)
     });
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");

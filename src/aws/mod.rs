@@ -16,7 +16,10 @@
 //! failing, while an unreachable endpoint still fails within seconds. Every call records what
 //! its attempts saw, so a deadline that passes while AWS is throttling is reported as such.
 
+pub mod dns;
+pub mod https;
 pub mod region;
+pub mod resume;
 pub mod tls;
 
 use crate::error::{Class, REGION_HINT, Reason};

@@ -1,18 +1,20 @@
-//! The HTTP client of every AWS call, and its trust store for minimal images.
+//! The HTTP client of every AWS call, its proxies, and its trust store for minimal images.
 //!
-//! Plain HTTP requests (local endpoints) use a client without TLS. The HTTPS client (rustls
-//! with `ring`, which seeds from the kernel's `getrandom`; AWS-LC's CPU-jitter entropy source
-//! cost most of a start's CPU, see BENCHMARKS.md) is built on the first HTTPS request, once,
-//! and only then are its roots read: the system's CA bundle (one file) when there is one and
-//! `SSL_CERT_FILE` is not set, or `SSL_CERT_DIR`'s certificates when that is set; otherwise the
-//! Mozilla roots built into the binary (`webpki-root-certs`), so a `FROM scratch` image needs no
-//! CA files. On top, `AWS_CA_BUNDLE` and `SSL_CERT_FILE` add PEM certificates (VPC endpoints
-//! with private CAs, TLS-inspecting proxies); those are read and checked at start, so a bad
-//! bundle is a configuration error (78) before any call. See README "Containers".
+//! Plain HTTP requests (local endpoints) use the SDK's client without TLS (through
+//! `HTTP_PROXY` when set). HTTPS requests use kms-env's own client ([`super::https`]: rustls
+//! with `ring`, which seeds from the kernel's `getrandom`, AWS-LC's CPU-jitter entropy source
+//! cost most of a start's CPU, and sessions resumed across connections; see BENCHMARKS.md),
+//! built on the first HTTPS request, once; only then are its roots read: the system's CA
+//! bundle (one file) when there is one and `SSL_CERT_FILE` is not set, or `SSL_CERT_DIR`'s
+//! certificates when that is set; otherwise the Mozilla roots built into the binary
+//! (`webpki-root-certs`), so a `FROM scratch` image needs no CA files. On top, `AWS_CA_BUNDLE`
+//! and `SSL_CERT_FILE` add PEM certificates (VPC endpoints with private CAs, TLS-inspecting
+//! proxies); those are read and checked at start, so a bad bundle is a configuration error (78)
+//! before any call. See README "Containers".
 
+use super::https::Https;
 use crate::error::{Class, Reason};
 use aws_smithy_http_client::proxy::ProxyConfig;
-use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore, rustls_provider::CryptoMode};
 use aws_smithy_http_client::{Builder, Connector};
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
@@ -22,7 +24,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
-use base64::Engine as _;
+use hyper_util::client::proxy::matcher::Matcher;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use std::path::Path;
@@ -41,48 +43,6 @@ const SYSTEM_BUNDLES: &[&str] = &[
 
 /// Variables whose PEM files are added to the roots.
 pub const EXTRA_CA_VARS: &[&str] = &["AWS_CA_BUNDLE", "SSL_CERT_FILE"];
-
-/// The roots built into the binary, as one PEM blob.
-fn builtin_roots() -> Vec<u8> {
-    pem_of(
-        webpki_root_certs::TLS_SERVER_ROOT_CERTS
-            .iter()
-            .map(AsRef::as_ref),
-    )
-}
-
-/// DER certificates as one PEM blob (64-character lines).
-fn pem_of<'a>(ders: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
-    let mut pem = String::new();
-    for der in ders {
-        pem.push_str("-----BEGIN CERTIFICATE-----\n");
-        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-        for line in b64.as_bytes().chunks(64) {
-            pem.push_str(std::str::from_utf8(line).unwrap_or_default());
-            pem.push('\n');
-        }
-        pem.push_str("-----END CERTIFICATE-----\n");
-    }
-    pem.into_bytes()
-}
-
-/// The certificates of a PEM blob that can be trust anchors, as PEM again when some could not
-/// (the TLS context refuses a blob with an unusable certificate), with how many were usable.
-fn usable(pem: Vec<u8>) -> (Vec<u8>, usize) {
-    let mut good = Vec::new();
-    let mut bad = 0;
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        match cert {
-            Ok(der) if webpki::anchor_from_trusted_cert(&der).is_ok() => good.push(der),
-            _ => bad += 1,
-        }
-    }
-    if bad == 0 {
-        return (pem, good.len());
-    }
-    debug!("{bad} certificates of the CA bundle cannot be trust anchors; left out");
-    (pem_of(good.iter().map(AsRef::as_ref)), good.len())
-}
 
 /// Advice for an unusable CA bundle.
 const CA_HINT: &str = "AWS_CA_BUNDLE and SSL_CERT_FILE must name readable PEM files of CA \
@@ -128,37 +88,32 @@ fn extra_cas_unhinted() -> Result<Vec<Vec<u8>>, Reason> {
     Ok(out)
 }
 
-/// The trust store: the system's or the built-in roots, and `extra`.
-fn trust_store(extra: &[Vec<u8>]) -> TrustStore {
-    let mut store = if std::env::var_os("SSL_CERT_DIR").is_some() {
-        // The platform's loader reads the directory (and a bundle).
-        TrustStore::default()
-    } else {
-        let system = (std::env::var_os("SSL_CERT_FILE").is_none())
-            .then(|| {
-                SYSTEM_BUNDLES
-                    .iter()
-                    .find_map(|p| std::fs::read(Path::new(p)).ok())
-            })
-            .flatten()
-            .map(usable)
-            .filter(|(_, n)| *n > 0);
-        let pem = match system {
-            Some((pem, n)) => {
-                debug!("{n} roots from the system's CA bundle");
-                pem
-            }
-            None => {
-                debug!("the roots built into the binary");
-                builtin_roots()
-            }
-        };
-        TrustStore::empty().with_pem_certificate(pem)
-    };
-    for pem in extra {
-        store = store.with_pem_certificate(pem.clone());
+/// The roots: the system's (one bundle file, or `SSL_CERT_DIR`'s certificates) or the ones
+/// built into the binary, and `extra`. Certificates that cannot be trust anchors are left out.
+fn roots(extra: &[Vec<u8>]) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    if std::env::var_os("SSL_CERT_DIR").is_some() {
+        // The platform's loader reads the directory (and SSL_CERT_FILE).
+        let found = rustls_native_certs::load_native_certs();
+        let (n, bad) = roots.add_parsable_certificates(found.certs);
+        debug!("{n} roots from SSL_CERT_DIR ({bad} left out)");
+    } else if std::env::var_os("SSL_CERT_FILE").is_none()
+        && let Some(pem) = SYSTEM_BUNDLES
+            .iter()
+            .find_map(|p| std::fs::read(Path::new(p)).ok())
+    {
+        let (n, bad) = roots
+            .add_parsable_certificates(CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok));
+        debug!("{n} roots from the system's CA bundle ({bad} left out)");
     }
-    store
+    if roots.is_empty() {
+        debug!("the roots built into the binary");
+        roots.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
+    }
+    for pem in extra {
+        roots.add_parsable_certificates(CertificateDer::pem_slice_iter(pem).filter_map(Result::ok));
+    }
+    roots
 }
 
 /// Hosts that are never reached through a proxy: the ECS and EKS credential and metadata
@@ -180,16 +135,17 @@ fn first_set(vars: &[&str]) -> Option<(String, String)> {
     })
 }
 
-/// The proxy for `https` or plain HTTP requests, from `HTTPS_PROXY` / `HTTP_PROXY` (either
-/// case) and `NO_PROXY`, as the AWS CLI reads them.
-fn proxy_config(https: bool) -> Result<ProxyConfig, Reason> {
+/// The proxy setting for `https` or plain HTTP requests, from `HTTPS_PROXY` / `HTTP_PROXY`
+/// (either case) and `NO_PROXY`, as the AWS CLI reads them: the proxy URL (checked) and the
+/// hosts reached directly.
+fn proxy_setting(https: bool) -> Result<Option<(ProxyConfig, String, String)>, Reason> {
     let vars: &[&str] = if https {
         &["HTTPS_PROXY", "https_proxy"]
     } else {
         &["HTTP_PROXY", "http_proxy"]
     };
     let Some((var, url)) = first_set(vars) else {
-        return Ok(ProxyConfig::disabled());
+        return Ok(None);
     };
     let config = if https {
         ProxyConfig::https(url.as_str())
@@ -203,43 +159,61 @@ fn proxy_config(https: bool) -> Result<ProxyConfig, Reason> {
         Some((_, user)) => format!("{user},{NEVER_PROXIED}"),
         None => NEVER_PROXIED.to_owned(),
     };
-    Ok(config.no_proxy(no_proxy))
+    Ok(Some((config.no_proxy(no_proxy.clone()), url, no_proxy)))
 }
 
-/// A client whose connectors go through `proxy`, with TLS when `tls` is given.
-fn client(proxy: ProxyConfig, tls: Option<TlsContext>) -> SharedHttpClient {
+/// The plain HTTP client (through `HTTP_PROXY` when set).
+fn http_only(proxy: ProxyConfig) -> SharedHttpClient {
     Builder::new().build_with_connector_fn(move |settings, components| {
         let mut builder = Connector::builder();
         builder.set_connector_settings(settings.cloned());
         if let Some(components) = components {
             builder.set_sleep_impl(components.sleep_impl());
         }
-        let builder = builder.proxy_config(proxy.clone());
-        match &tls {
-            None => builder.build_http(),
-            Some(context) => builder
-                .tls_provider(Provider::Rustls(CryptoMode::Ring))
-                .tls_context(context.clone())
-                .build(),
-        }
+        builder.proxy_config(proxy.clone()).build_http()
     })
 }
 
-/// The HTTPS client (rustls with ring).
-fn https_client(extra: &[Vec<u8>], proxy: ProxyConfig) -> Result<SharedHttpClient, String> {
-    let context = TlsContext::builder()
-        .with_trust_store(trust_store(extra))
-        .build()
-        .map_err(|e| format!("TLS configuration: {e}"))?;
-    Ok(client(proxy, Some(context)))
+/// The HTTPS client (rustls with ring, sessions resumed: see [`super::https`]).
+fn https_client(
+    extra: &[Vec<u8>],
+    proxy: Matcher,
+    settings: &HttpConnectorSettings,
+) -> Result<Https, String> {
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS configuration: {e}"))?
+    .with_root_certificates(roots(extra))
+    .with_no_client_auth();
+    Ok(Https::new(
+        tls,
+        proxy,
+        settings.connect_timeout(),
+        settings.read_timeout(),
+    ))
 }
 
 #[derive(Debug)]
 struct Clients {
     http: SharedHttpClient,
-    https: OnceLock<Result<SharedHttpClient, String>>,
+    https: OnceLock<Result<Https, String>>,
     extra: Vec<Vec<u8>>,
-    https_proxy: ProxyConfig,
+    /// `HTTPS_PROXY` and the hosts reached directly.
+    https_proxy: Option<(String, String)>,
+}
+
+impl Clients {
+    fn https_proxy(&self) -> Matcher {
+        match &self.https_proxy {
+            Some((url, no)) => Matcher::builder()
+                .https(url.as_str())
+                .no(no.as_str())
+                .build(),
+            None => Matcher::builder().build(),
+        }
+    }
 }
 
 /// Plain HTTP through one client, HTTPS through the other, built on first use.
@@ -270,12 +244,16 @@ struct ByScheme {
 
 impl HttpConnector for ByScheme {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let client = if request.uri().starts_with("https:") {
+        let response = if request.uri().starts_with("https:") {
             let https = self.clients.https.get_or_init(|| {
-                https_client(&self.clients.extra, self.clients.https_proxy.clone())
+                https_client(
+                    &self.clients.extra,
+                    self.clients.https_proxy(),
+                    &self.settings,
+                )
             });
             match https {
-                Ok(client) => client,
+                Ok(client) => client.call(request),
                 Err(e) => {
                     return HttpConnectorFuture::ready(Err(ConnectorError::other(
                         e.clone().into(),
@@ -284,11 +262,11 @@ impl HttpConnector for ByScheme {
                 }
             }
         } else {
-            &self.clients.http
+            self.clients
+                .http
+                .http_connector(&self.settings, &self.components)
+                .call(request)
         };
-        let response = client
-            .http_connector(&self.settings, &self.components)
-            .call(request);
         HttpConnectorFuture::new(async move {
             Ok(response.await?.map(|body| {
                 SdkBody::from_body_1_x(http_body_util::Limited::new(body, MAX_RESPONSE_BODY))
@@ -305,11 +283,12 @@ pub const MAX_RESPONSE_BODY: usize = 4 * 1024 * 1024;
 /// The HTTP client for the SDK; `AWS_CA_BUNDLE`, `SSL_CERT_FILE` and the proxy variables are
 /// read and checked now.
 pub fn http_client() -> Result<SharedHttpClient, Reason> {
+    let http = proxy_setting(false)?.map_or_else(ProxyConfig::disabled, |(config, ..)| config);
     Ok(SharedHttpClient::new(LazyTls(Arc::new(Clients {
-        http: client(proxy_config(false)?, None),
+        http: http_only(http),
         https: OnceLock::new(),
         extra: extra_cas()?,
-        https_proxy: proxy_config(true)?,
+        https_proxy: proxy_setting(true)?.map(|(_, url, no)| (url, no)),
     }))))
 }
 
@@ -318,31 +297,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn builtin_roots_are_pem_and_usable() {
-        let pem = builtin_roots();
-        let text = String::from_utf8(pem.clone()).unwrap();
-        let count = text.matches("-----BEGIN CERTIFICATE-----").count();
-        assert!(count > 100, "{count}");
-        assert_eq!(count, text.matches("-----END CERTIFICATE-----").count());
-        let (same, usable_count) = usable(pem.clone());
-        assert_eq!(usable_count, count);
-        assert_eq!(same, pem, "nothing to leave out");
+    fn the_builtin_roots_are_all_usable() {
+        let mut store = rustls::RootCertStore::empty();
+        let (n, bad) = store
+            .add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
+        assert!(n > 100, "{n}");
+        assert_eq!(bad, 0);
     }
 
     #[test]
-    fn unusable_certificates_are_left_out_of_a_bundle() {
-        let good = builtin_roots();
+    fn unusable_certificates_are_left_out_of_extra_bundles() {
+        let good = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).unwrap();
         let mut pem = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec();
-        pem.extend_from_slice(&good);
-        let (kept, n) = usable(pem);
-        let kept = String::from_utf8(kept).unwrap();
-        assert_eq!(n, kept.matches("-----BEGIN CERTIFICATE-----").count());
-        assert_eq!(
-            n,
-            String::from_utf8(good)
-                .unwrap()
-                .matches("-----BEGIN CERTIFICATE-----")
-                .count()
-        );
+        pem.extend_from_slice(good.cert.pem().as_bytes());
+        let base = roots(&[]).len();
+        assert_eq!(roots(&[pem]).len(), base + 1);
     }
 }

@@ -2,7 +2,7 @@
 //! here. Without that CA the wrapper refuses the endpoint (69, certificate not trusted); with
 //! `AWS_CA_BUNDLE` or `SSL_CERT_FILE` it works.
 
-use crate::common::tls::tls_front;
+use crate::common::tls::{tls_front, tls_front_with};
 use crate::common::*;
 
 #[test]
@@ -43,4 +43,46 @@ fn a_private_ca_is_refused_until_given_by_aws_ca_bundle_or_ssl_cert_file() {
     let (r, _) = exec_dump(&missing, &[], &[]);
     assert_eq!(r.code, Some(78), "{}", r.stderr());
     assert!(r.stderr().contains("AWS_CA_BUNDLE"), "{}", r.stderr());
+}
+
+/// `n` distinct `kms:` values (one Decrypt call, so one connection, each) through `front`.
+fn concurrent_decrypts(n: usize, url: &str, ca_pem: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let mut env = aws_env();
+    env.insert("AWS_ENDPOINT_URL".into(), url.into());
+    env.insert("AWS_CA_BUNDLE".into(), ca_file.into());
+    let plaintexts: Vec<String> = (0..n).map(|i| format!("resumed-secret-{i}")).collect();
+    for (i, p) in plaintexts.iter().enumerate() {
+        env.insert(format!("S{i}").into(), cli_encrypt(p.as_bytes()).into());
+    }
+    let (r, dump) = exec_dump(&env, &[], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    for (i, p) in plaintexts.iter().enumerate() {
+        assert_eq!(dump.var(&format!("S{i}")).unwrap(), p.as_bytes());
+    }
+    let secrets: Vec<&[u8]> = plaintexts.iter().map(|p| p.as_bytes()).collect();
+    assert_no_plaintext(&r, &secrets);
+}
+
+#[test]
+fn concurrent_connections_resume_the_first_ones_tls_session() {
+    let (url, ca_pem, handshakes) = tls_front_with(2);
+    concurrent_decrypts(12, &url, &ca_pem);
+    let (full, resumed) = (handshakes.full(), handshakes.resumed());
+    assert_eq!(full + resumed, 12, "one connection per concurrent call");
+    assert!(
+        resumed >= 2,
+        "the first handshake's two tickets are used: {full} full, {resumed} resumed"
+    );
+    assert!(full < 12, "{full} full handshakes");
+}
+
+#[test]
+fn a_server_without_session_tickets_still_serves_every_connection() {
+    let (url, ca_pem, handshakes) = tls_front_with(0);
+    concurrent_decrypts(8, &url, &ca_pem);
+    assert_eq!(handshakes.resumed(), 0);
+    assert_eq!(handshakes.full(), 8);
 }

@@ -7,6 +7,26 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The handshakes a TLS front made, in full and resumed.
+#[derive(Debug, Default)]
+pub struct Handshakes {
+    full: AtomicUsize,
+    resumed: AtomicUsize,
+}
+
+impl Handshakes {
+    /// Full handshakes so far.
+    pub fn full(&self) -> usize {
+        self.full.load(Ordering::SeqCst)
+    }
+
+    /// Resumed handshakes so far.
+    pub fn resumed(&self) -> usize {
+        self.resumed.load(Ordering::SeqCst)
+    }
+}
 
 /// A host name the TLS front's certificate also holds, which does not resolve: only a proxy
 /// (see `proxy::connect_proxy`) can reach it.
@@ -14,6 +34,13 @@ pub const PROXIED_HOST: &str = "kms-env-proxy.test";
 
 /// Starts a TLS front for moto. Returns its `https://localhost:PORT` URL and the CA's PEM.
 pub fn tls_front() -> (String, String) {
+    let (url, ca, _) = tls_front_with(2);
+    (url, ca)
+}
+
+/// A TLS front for moto that sends `tickets` TLS 1.3 session tickets after each handshake
+/// (rustls's default is 2), and counts its handshakes.
+pub fn tls_front_with(tickets: usize) -> (String, String, Arc<Handshakes>) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -41,18 +68,31 @@ pub fn tls_front() -> (String, String) {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
     )
     .unwrap();
+    let mut config = config;
+    config.send_tls13_tickets = tickets;
     let config = Arc::new(config);
+    let handshakes = Arc::new(Handshakes::default());
+    let counts = handshakes.clone();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let upstream = moto().port;
     std::thread::spawn(move || {
         for tcp in listener.incoming() {
             let Ok(tcp) = tcp else { continue };
-            let config = config.clone();
+            let (config, counts) = (config.clone(), counts.clone());
             std::thread::spawn(move || {
                 let conn = rustls::ServerConnection::new(config).unwrap();
                 let mut tls = BufReader::new(rustls::StreamOwned::new(conn, tcp));
+                let mut counted = false;
                 while let Some((head, body)) = read_message(&mut tls) {
+                    if !counted {
+                        counted = true;
+                        match tls.get_ref().conn.handshake_kind() {
+                            Some(rustls::HandshakeKind::Resumed) => &counts.resumed,
+                            _ => &counts.full,
+                        }
+                        .fetch_add(1, Ordering::SeqCst);
+                    }
                     let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
                         return;
                     };
@@ -71,5 +111,5 @@ pub fn tls_front() -> (String, String) {
             });
         }
     });
-    (format!("https://localhost:{port}"), ca.pem())
+    (format!("https://localhost:{port}"), ca.pem(), handshakes)
 }

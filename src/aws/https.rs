@@ -1,0 +1,262 @@
+//! The HTTPS client of every AWS call: hyper's pooled HTTP/1.1 client over connections of our
+//! own, so that the TLS step is under kms-env's control (the SDK's client does not expose it).
+//!
+//! A connection is a TCP connection (through the `HTTPS_PROXY` tunnel when one applies), then
+//! TLS with rustls and `ring` (kernel randomness; see BENCHMARKS.md), with one session store for
+//! all connections so that concurrent connections to one host resume the first one's session
+//! ([`super::resume`]). The connect timeout of the SDK's settings covers the whole connection,
+//! as it does in the SDK's own client; errors are classified the same way (connection errors are
+//! I/O errors, which the SDK retries).
+
+use super::dns::SharedDns;
+use super::resume::Tickets;
+use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_types::body::SdkBody;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector as Tcp};
+use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::ServerName;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tracing::debug;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The connect timeout passed; a timeout for the SDK's retry and for messages.
+#[derive(Debug, thiserror::Error)]
+#[error("the connection was not made within {0:?}")]
+struct ConnectTimedOut(Duration);
+
+/// The HTTPS client.
+#[derive(Debug, Clone)]
+pub struct Https {
+    client: hyper_util::client::legacy::Client<Connector, SdkBody>,
+    read_timeout: Option<Duration>,
+}
+
+impl Https {
+    /// A client trusting `tls`'s roots, tunnelling through the proxies `proxy` names.
+    pub fn new(
+        tls: rustls::ClientConfig,
+        proxy: Matcher,
+        connect_timeout: Option<Duration>,
+        read_timeout: Option<Duration>,
+    ) -> Self {
+        let tickets = Tickets::new();
+        let mut tls = tls;
+        tls.resumption = rustls::client::Resumption::store(tickets.clone());
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let dns = SharedDns::default();
+        let mut tcp = Tcp::new_with_resolver(dns);
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        let connector = Connector {
+            tcp,
+            tls: Arc::new(tls),
+            tickets,
+            proxy: Arc::new(proxy),
+            timeout: connect_timeout,
+        };
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        Self {
+            client,
+            read_timeout,
+        }
+    }
+}
+
+impl HttpConnector for Https {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let request = match request.try_into_http1x() {
+            Ok(request) => request,
+            Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
+        };
+        let response = self.client.request(request);
+        let read_timeout = self.read_timeout;
+        HttpConnectorFuture::new(async move {
+            let response = match read_timeout {
+                Some(limit) => match tokio::time::timeout(limit, response).await {
+                    Ok(response) => response,
+                    Err(_) => {
+                        return Err(ConnectorError::timeout(
+                            format!("no answer within {limit:?}").into(),
+                        ));
+                    }
+                },
+                None => response.await,
+            };
+            match response {
+                Ok(response) => HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
+                    .map_err(|e| ConnectorError::other(e.into(), None)),
+                Err(e) => Err(connector_error(e)),
+            }
+        })
+    }
+}
+
+/// The SDK's view of a failed request (as its own client classifies them).
+fn connector_error(err: hyper_util::client::legacy::Error) -> ConnectorError {
+    let timed_out = chain(&err).any(|e| e.is::<ConnectTimedOut>());
+    let hyper = chain(&err).find_map(|e| e.downcast_ref::<hyper::Error>());
+    let io = err.is_connect() || chain(&err).any(|e| e.is::<io::Error>());
+    let incomplete = hyper.is_some_and(hyper::Error::is_incomplete_message);
+    let closed = hyper.is_some_and(|h| h.is_closed() || h.is_canceled());
+    if timed_out || hyper.is_some_and(hyper::Error::is_timeout) {
+        ConnectorError::timeout(err.into())
+    } else if io || closed {
+        ConnectorError::io(err.into())
+    } else if incomplete {
+        ConnectorError::other(
+            err.into(),
+            Some(aws_smithy_types::retry::ErrorKind::TransientError),
+        )
+    } else {
+        ConnectorError::other(err.into(), None)
+    }
+}
+
+fn chain<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| e.source())
+}
+
+/// Makes the connections of [`Https`].
+#[derive(Debug, Clone)]
+struct Connector {
+    tcp: Tcp<SharedDns>,
+    tls: Arc<rustls::ClientConfig>,
+    tickets: Arc<Tickets>,
+    proxy: Arc<Matcher>,
+    timeout: Option<Duration>,
+}
+
+impl tower_service::Service<http::Uri> for Connector {
+    type Response = TokioIo<Tls>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, dst: http::Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let timeout = this.timeout;
+            let connect = this.connect(dst);
+            match timeout {
+                Some(limit) => tokio::time::timeout(limit, connect)
+                    .await
+                    .map_err(|_| BoxError::from(ConnectTimedOut(limit)))?,
+                None => connect.await,
+            }
+        })
+    }
+}
+
+impl Connector {
+    async fn connect(self, dst: http::Uri) -> Result<TokioIo<Tls>, BoxError> {
+        let host = dst
+            .host()
+            .ok_or("the endpoint URL has no host")?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let name = ServerName::try_from(host)?;
+        let started = Instant::now();
+        let tcp = match self.proxy.intercept(&dst) {
+            Some(proxy) => {
+                let mut tunnel = Tunnel::new(proxy.uri().clone(), self.tcp.clone());
+                if let Some(auth) = proxy.basic_auth() {
+                    tunnel = tunnel.with_auth(auth.clone());
+                }
+                tower_service::Service::call(&mut tunnel, dst).await?
+            }
+            None => {
+                let mut tcp = self.tcp.clone();
+                tower_service::Service::call(&mut tcp, dst).await?
+            }
+        };
+        let took = started.elapsed();
+        let wait_start = Instant::now();
+        let reserved = self.tickets.turn(&name).await;
+        let waited = wait_start.elapsed();
+        let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+            .connect(name.clone(), tcp.into_inner())
+            .await;
+        let kind = tls
+            .as_ref()
+            .ok()
+            .and_then(|t| t.get_ref().1.handshake_kind());
+        let resumed = kind == Some(rustls::HandshakeKind::Resumed);
+        self.tickets.ended(&name, reserved, resumed);
+        debug!(
+            "TLS to {}: {} handshake; connected in {took:?}, waited {waited:?} for a session ticket",
+            name.to_str(),
+            if resumed { "resumed" } else { "full" }
+        );
+        Ok(TokioIo::new(Tls(tls?)))
+    }
+}
+
+/// One TLS connection.
+#[derive(Debug)]
+pub struct Tls(tokio_rustls::client::TlsStream<TcpStream>);
+
+impl Connection for Tls {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl AsyncRead for Tls {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Tls {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+}

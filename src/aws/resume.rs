@@ -1,0 +1,294 @@
+//! TLS session resumption across the concurrent connections of one start.
+//!
+//! Every concurrent call is one connection (HTTP/1.1), so 50 `kms:` values are 50 TLS
+//! handshakes. A full handshake costs the client an X25519 exchange and a certificate chain
+//! verification, and the server an RSA signature; a resumed one (TLS 1.3 PSK with a fresh
+//! X25519 exchange) skips the certificates on both sides. So the first connection to a host
+//! makes a full handshake and the others, once their TCP connection is up, wait for a session
+//! ticket from it (or from the connections it let through) and resume, for at most
+//! [`MAX_WAIT`]: see BENCHMARKS.md, "TLS sessions", for the measurements behind [`MAX_WAIT`]
+//! and [`GRACE`]. A connection reserves the ticket it will use, so that each ticket serves one
+//! connection (rustls uses a TLS 1.3 ticket once, as RFC 8446 asks).
+//!
+//! [`Tickets`] is the rustls session store (the in-memory cache of rustls, counted) and the
+//! gate: [`Host::turn`] is the pure decision, [`Tickets::turn`] waits for it.
+
+use rustls::NamedGroup;
+use rustls::client::{
+    ClientSessionMemoryCache, ClientSessionStore, Tls12ClientSessionValue, Tls13ClientSessionValue,
+};
+use rustls::pki_types::ServerName;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// The longest a connection waits for a ticket before it makes a full handshake: what a start
+/// can lose to a server whose tickets come slowly (round trips of tens of milliseconds, to
+/// another region); in-region, the tickets for 50 connections come well within it.
+pub const MAX_WAIT: Duration = Duration::from_millis(20);
+
+/// How long after the last handshake to a host ends a ticket is still expected (a TLS 1.3
+/// server sends its tickets after the client's Finished, so they come about a round trip
+/// after the client's handshake ends).
+pub const GRACE: Duration = Duration::from_millis(5);
+
+/// What is known of one server's sessions.
+#[derive(Debug, Default, Clone)]
+pub struct Host {
+    /// TLS 1.3 tickets in the store.
+    available: usize,
+    /// Tickets promised to connections that have not taken them yet.
+    reserved: usize,
+    /// Handshakes under way (each may bring tickets).
+    handshaking: usize,
+    /// When the last handshake ended.
+    last_done: Option<Instant>,
+    /// A TLS 1.2 session is stored (reusable by every connection).
+    tls12: bool,
+    /// Tickets received in all.
+    tickets_seen: usize,
+    /// A handshake ended and no ticket came within the grace: the server sends none.
+    quiet: bool,
+}
+
+/// What a connection whose TCP connection is up does now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// Handshake now, resuming with the ticket reserved for it.
+    Resume,
+    /// Handshake now, in full (or with whatever the store has).
+    Full,
+    /// Wait for a ticket or the end of a handshake, at most this long when given.
+    Wait(Option<Duration>),
+}
+
+impl Host {
+    /// The decision for a connection at `now`; reserves a ticket for [`Turn::Resume`].
+    pub fn turn(&mut self, now: Instant) -> Turn {
+        if self.tls12 {
+            return Turn::Resume;
+        }
+        if self.available > self.reserved {
+            self.reserved += 1;
+            return Turn::Resume;
+        }
+        if self.quiet {
+            return Turn::Full;
+        }
+        if self.handshaking > 0 {
+            return Turn::Wait(None);
+        }
+        match self.last_done {
+            Some(done) if now < done + GRACE => Turn::Wait(Some(done + GRACE - now)),
+            Some(_) => {
+                if self.tickets_seen == 0 {
+                    self.quiet = true;
+                }
+                Turn::Full
+            }
+            None => Turn::Full,
+        }
+    }
+
+    /// A handshake starts.
+    pub fn started(&mut self) {
+        self.handshaking += 1;
+    }
+
+    /// A handshake ended (either way) at `now`; a connection that reserved a ticket and did not
+    /// take it (`unused`) gives it back.
+    pub fn ended(&mut self, now: Instant, unused: bool) {
+        self.handshaking = self.handshaking.saturating_sub(1);
+        self.last_done = Some(now);
+        if unused {
+            self.reserved = self.reserved.saturating_sub(1);
+        }
+    }
+
+    fn ticket_in(&mut self) {
+        self.available += 1;
+        self.tickets_seen += 1;
+        self.quiet = false;
+    }
+
+    fn ticket_out(&mut self) {
+        self.available = self.available.saturating_sub(1);
+        self.reserved = self.reserved.saturating_sub(1);
+    }
+}
+
+/// The session store of the HTTPS client, and the gate of its connections.
+#[derive(Debug)]
+pub struct Tickets {
+    store: ClientSessionMemoryCache,
+    hosts: Mutex<HashMap<ServerName<'static>, Host>>,
+    changed: Notify,
+}
+
+impl Tickets {
+    /// An empty store.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            store: ClientSessionMemoryCache::new(256),
+            hosts: Mutex::new(HashMap::new()),
+            changed: Notify::new(),
+        })
+    }
+
+    fn with<T>(&self, name: &ServerName<'static>, f: impl FnOnce(&mut Host) -> T) -> T {
+        let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        f(hosts.entry(name.clone()).or_default())
+    }
+
+    /// Waits until a connection to `name` whose TCP connection is up may handshake, and counts
+    /// its handshake as started. Returns whether a ticket was reserved for it.
+    pub async fn turn(&self, name: &ServerName<'static>) -> bool {
+        let deadline = Instant::now() + MAX_WAIT;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let now = Instant::now();
+            let turn = if now >= deadline {
+                Turn::Full
+            } else {
+                self.with(name, |h| h.turn(now))
+            };
+            let wait = match turn {
+                Turn::Resume | Turn::Full => {
+                    self.with(name, Host::started);
+                    return turn == Turn::Resume;
+                }
+                Turn::Wait(wait) => wait.map_or(deadline - now, |w| w.min(deadline - now)),
+            };
+            tokio::select! {
+                () = &mut changed => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// The handshake of a connection ended; `reserved` is what [`Tickets::turn`] returned and
+    /// `resumed` whether the handshake used a ticket.
+    pub fn ended(&self, name: &ServerName<'static>, reserved: bool, resumed: bool) {
+        self.with(name, |h| h.ended(Instant::now(), reserved && !resumed));
+        self.changed.notify_waiters();
+    }
+}
+
+impl ClientSessionStore for Tickets {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: NamedGroup) {
+        self.store.set_kx_hint(server_name, group);
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<NamedGroup> {
+        self.store.kx_hint(server_name)
+    }
+
+    fn set_tls12_session(&self, server_name: ServerName<'static>, value: Tls12ClientSessionValue) {
+        self.with(&server_name, |h| h.tls12 = true);
+        self.store.set_tls12_session(server_name, value);
+        self.changed.notify_waiters();
+    }
+
+    fn tls12_session(&self, server_name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        self.store.tls12_session(server_name)
+    }
+
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.with(server_name, |h| h.tls12 = false);
+        self.store.remove_tls12_session(server_name);
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: Tls13ClientSessionValue,
+    ) {
+        self.with(&server_name, Host::ticket_in);
+        self.store.insert_tls13_ticket(server_name, value);
+        self.changed.notify_waiters();
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<Tls13ClientSessionValue> {
+        let ticket = self.store.take_tls13_ticket(server_name);
+        if ticket.is_some() {
+            self.with(server_name, Host::ticket_out);
+        } else {
+            // The cache holds at most 8 tickets a server and drops the oldest.
+            self.with(server_name, |h| {
+                h.available = 0;
+                h.reserved = h.reserved.saturating_sub(1);
+            });
+        }
+        ticket
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_first_connection_goes_in_full_and_the_next_wait_for_its_tickets() {
+        let t0 = Instant::now();
+        let mut h = Host::default();
+        assert_eq!(h.turn(t0), Turn::Full);
+        h.started();
+        assert_eq!(h.turn(t0), Turn::Wait(None));
+        h.ended(t0 + MS, false);
+        assert!(matches!(h.turn(t0 + MS), Turn::Wait(Some(_))));
+        h.ticket_in();
+        h.ticket_in();
+        assert_eq!(h.turn(t0 + MS), Turn::Resume);
+        assert_eq!(h.turn(t0 + MS), Turn::Resume);
+        h.started();
+        h.started();
+        assert_eq!(
+            h.turn(t0 + MS),
+            Turn::Wait(None),
+            "two tickets, two resumptions"
+        );
+    }
+
+    #[test]
+    fn a_server_without_tickets_is_waited_for_once() {
+        let t0 = Instant::now();
+        let mut h = Host::default();
+        assert_eq!(h.turn(t0), Turn::Full);
+        h.started();
+        h.ended(t0 + MS, false);
+        let later = t0 + MS + GRACE;
+        assert_eq!(h.turn(later), Turn::Full);
+        assert!(h.quiet);
+        h.started();
+        assert_eq!(h.turn(later), Turn::Full, "no more waiting");
+    }
+
+    #[test]
+    fn a_tls12_session_lets_everyone_resume() {
+        let t0 = Instant::now();
+        let mut h = Host::default();
+        h.started();
+        h.tls12 = true;
+        assert_eq!(h.turn(t0), Turn::Resume);
+        assert_eq!(h.turn(t0), Turn::Resume);
+    }
+
+    #[test]
+    fn an_unused_reservation_is_given_back() {
+        let t0 = Instant::now();
+        let mut h = Host::default();
+        h.ticket_in();
+        assert_eq!(h.turn(t0), Turn::Resume);
+        h.started();
+        h.ended(t0, true);
+        assert_eq!(h.turn(t0), Turn::Resume, "the ticket is still there");
+    }
+}
