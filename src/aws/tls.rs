@@ -24,9 +24,9 @@ use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
+use base64::Engine as _;
 use hyper_util::client::proxy::matcher::Matcher;
 use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use tracing::debug;
@@ -43,6 +43,28 @@ const SYSTEM_BUNDLES: &[&str] = &[
 
 /// Variables whose PEM files are added to the roots.
 pub const EXTRA_CA_VARS: &[&str] = &["AWS_CA_BUNDLE", "SSL_CERT_FILE"];
+
+/// The certificates of a PEM blob (`None` for a block that is not base64). Certificates are
+/// public, so this decodes with the plain base64 decoder: the constant-time one that
+/// `rustls-pki-types` uses for all PEM (it is made for private keys) was most of the CPU of
+/// reading a 140-certificate system bundle at each HTTPS start (BENCHMARKS.md).
+fn pem_certificates(pem: &[u8]) -> impl Iterator<Item = Option<CertificateDer<'static>>> + '_ {
+    let mut lines = pem
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    std::iter::from_fn(move || {
+        lines.find(|l| l.trim_ascii() == b"-----BEGIN CERTIFICATE-----")?;
+        let mut b64 = Vec::new();
+        for line in lines.by_ref() {
+            if line.trim_ascii() == b"-----END CERTIFICATE-----" {
+                let der = base64::engine::general_purpose::STANDARD.decode(&b64).ok();
+                return Some(der.map(CertificateDer::from));
+            }
+            b64.extend(line.iter().filter(|b| !b.is_ascii_whitespace()));
+        }
+        Some(None)
+    })
+}
 
 /// Advice for an unusable CA bundle.
 const CA_HINT: &str = "AWS_CA_BUNDLE and SSL_CERT_FILE must name readable PEM files of CA \
@@ -63,9 +85,9 @@ fn extra_cas_unhinted() -> Result<Vec<Vec<u8>>, Reason> {
         let pem = std::fs::read(&path).map_err(|e| {
             Reason::new(Class::Config, format!("{var}={shown}: cannot read it: {e}"))
         })?;
-        let certs: Result<Vec<CertificateDer>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+        let certs: Option<Vec<CertificateDer>> = pem_certificates(&pem).collect();
         match certs {
-            Ok(certs) if !certs.is_empty() => {
+            Some(certs) if !certs.is_empty() => {
                 if certs
                     .iter()
                     .any(|c| webpki::anchor_from_trusted_cert(c).is_err())
@@ -102,8 +124,7 @@ fn roots(extra: &[Vec<u8>]) -> rustls::RootCertStore {
             .iter()
             .find_map(|p| std::fs::read(Path::new(p)).ok())
     {
-        let (n, bad) = roots
-            .add_parsable_certificates(CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok));
+        let (n, bad) = roots.add_parsable_certificates(pem_certificates(&pem).flatten());
         debug!("{n} roots from the system's CA bundle ({bad} left out)");
     }
     if roots.is_empty() {
@@ -111,7 +132,7 @@ fn roots(extra: &[Vec<u8>]) -> rustls::RootCertStore {
         roots.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
     }
     for pem in extra {
-        roots.add_parsable_certificates(CertificateDer::pem_slice_iter(pem).filter_map(Result::ok));
+        roots.add_parsable_certificates(pem_certificates(pem).flatten());
     }
     roots
 }
@@ -295,6 +316,30 @@ pub fn http_client() -> Result<SharedHttpClient, Reason> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pem_certificates_reads_what_rustls_pki_types_reads() {
+        use rustls_pki_types::pem::PemObject;
+        let system = SYSTEM_BUNDLES.iter().find_map(|p| std::fs::read(p).ok());
+        let made = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).unwrap();
+        let crlf = made.cert.pem().replace('\n', "\r\n");
+        for pem in system
+            .into_iter()
+            .chain([made.cert.pem().into_bytes(), crlf.into_bytes()])
+        {
+            let ours: Vec<_> = pem_certificates(&pem).map(Option::unwrap).collect();
+            let theirs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+                .map(Result::unwrap)
+                .collect();
+            assert!(!ours.is_empty());
+            assert_eq!(ours, theirs);
+        }
+        let bad = b"x\n-----BEGIN CERTIFICATE-----\nA*A=\n-----END CERTIFICATE-----\n";
+        assert_eq!(pem_certificates(bad).collect::<Vec<_>>(), vec![None]);
+        let cut = b"-----BEGIN CERTIFICATE-----\nAAAA\n";
+        assert_eq!(pem_certificates(cut).collect::<Vec<_>>(), vec![None]);
+        assert_eq!(pem_certificates(b"no pem here").count(), 0);
+    }
 
     #[test]
     fn the_builtin_roots_are_all_usable() {
