@@ -4,6 +4,7 @@
 
 use crate::common::tls::{tls_front, tls_front_with};
 use crate::common::*;
+use std::time::Duration;
 
 #[test]
 fn a_private_ca_is_refused_until_given_by_aws_ca_bundle_or_ssl_cert_file() {
@@ -85,4 +86,56 @@ fn a_server_without_session_tickets_still_serves_every_connection() {
     concurrent_decrypts(8, &url, &ca_pem);
     assert_eq!(handshakes.resumed(), 0);
     assert_eq!(handshakes.full(), 8);
+}
+
+#[test]
+fn an_https_endpoint_that_never_finishes_the_handshake_is_69_at_the_deadline() {
+    // Accepts the connection and reads the ClientHello, then says nothing.
+    let url = black_hole().replace("http://", "https://");
+    let mut env = aws_env();
+    env.insert("AWS_ENDPOINT_URL".into(), url.into());
+    env.insert("KMS_ENV_TIMEOUT".into(), "2".into());
+    // Four distinct values: four connections, all waiting on the first one's handshake.
+    for (i, last) in ["EA", "EQ", "Eg", "Ew"].iter().enumerate() {
+        env.insert(
+            format!("K{i}").into(),
+            format!("kms:AQIDBAUGBwgJCgsMDQ4P{last}==").into(),
+        );
+    }
+    let (r, dump) = exec_dump(&env, &[], &[]);
+    assert_eq!(r.code, Some(69), "{}", r.stderr());
+    assert!(!dump.started());
+    assert!(r.stderr().contains("K0 (kms): timed out"), "{}", r.stderr());
+    assert!(r.elapsed >= Duration::from_secs(2), "took {:?}", r.elapsed);
+    assert!(r.elapsed < Duration::from_secs(8), "took {:?}", r.elapsed);
+}
+
+#[test]
+fn a_closed_https_port_is_69_naming_the_endpoint() {
+    let port = free_port();
+    let mut env = aws_env();
+    env.insert(
+        "AWS_ENDPOINT_URL".into(),
+        format!("https://127.0.0.1:{port}").into(),
+    );
+    env.insert("K".into(), "kms:AQIDBAUGBwgJCgsMDQ4PEA==".into());
+    let (r, dump) = exec_dump(&env, &["--timeout", "30"], &[]);
+    assert_eq!(r.code, Some(69), "{}", r.stderr());
+    assert!(!dump.started());
+    assert!(
+        r.stderr().contains("K (kms): unreachable"),
+        "{}",
+        r.stderr()
+    );
+    assert!(
+        r.stderr().contains(&format!("127.0.0.1:{port}")),
+        "names the endpoint: {}",
+        r.stderr()
+    );
+    assert!(
+        !r.stderr().contains("{ ") && !r.stderr().contains("Error {"),
+        "no Debug output: {}",
+        r.stderr()
+    );
+    assert!(r.elapsed < Duration::from_secs(15), "took {:?}", r.elapsed);
 }
