@@ -43,26 +43,27 @@ pub struct Https {
     read_timeout: Option<Duration>,
 }
 
+/// Makes the TLS configuration with its roots: milliseconds of CPU for a system bundle, so it
+/// runs on a blocking thread while the first connection looks up its host and connects.
+pub type MakeTls = Arc<dyn Fn() -> Result<rustls::ClientConfig, String> + Send + Sync>;
+
 impl Https {
-    /// A client trusting `tls`'s roots, tunnelling through the proxies `proxy` names.
+    /// A client trusting the roots of `make_tls`'s configuration, tunnelling through the
+    /// proxies `proxy` names.
     pub fn new(
-        tls: rustls::ClientConfig,
+        make_tls: MakeTls,
         proxy: Matcher,
         connect_timeout: Option<Duration>,
         read_timeout: Option<Duration>,
     ) -> Self {
-        let tickets = Tickets::new();
-        let mut tls = tls;
-        tls.resumption = rustls::client::Resumption::store(tickets.clone());
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let dns = SharedDns::default();
-        let mut tcp = Tcp::new_with_resolver(dns);
+        let mut tcp = Tcp::new_with_resolver(SharedDns::default());
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
         let connector = Connector {
             tcp,
-            tls: Arc::new(tls),
-            tickets,
+            tls: Arc::default(),
+            make_tls,
+            tickets: Tickets::new(),
             proxy: Arc::new(proxy),
             timeout: connect_timeout,
         };
@@ -133,13 +134,20 @@ fn chain<'a>(
 }
 
 /// Makes the connections of [`Https`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Connector {
     tcp: Tcp<SharedDns>,
-    tls: Arc<rustls::ClientConfig>,
+    tls: Arc<tokio::sync::OnceCell<Arc<rustls::ClientConfig>>>,
+    make_tls: MakeTls,
     tickets: Arc<Tickets>,
     proxy: Arc<Matcher>,
     timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector").finish_non_exhaustive()
+    }
 }
 
 impl tower_service::Service<http::Uri> for Connector {
@@ -167,6 +175,23 @@ impl tower_service::Service<http::Uri> for Connector {
 }
 
 impl Connector {
+    /// The TLS configuration, made once (on a blocking thread), with the session store.
+    async fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, BoxError> {
+        let (make, tickets) = (self.make_tls.clone(), self.tickets.clone());
+        let config = self
+            .tls
+            .get_or_try_init(|| async move {
+                let mut config = tokio::task::spawn_blocking(move || make())
+                    .await
+                    .map_err(|e| format!("the TLS configuration task failed: {e}"))??;
+                config.resumption = rustls::client::Resumption::store(tickets);
+                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                Ok::<_, BoxError>(Arc::new(config))
+            })
+            .await?;
+        Ok(config.clone())
+    }
+
     async fn connect(self, dst: http::Uri) -> Result<TokioIo<Tls>, BoxError> {
         let host = dst
             .host()
@@ -176,24 +201,32 @@ impl Connector {
             .to_owned();
         let name = ServerName::try_from(host)?;
         let started = Instant::now();
-        let tcp = match self.proxy.intercept(&dst) {
-            Some(proxy) => {
-                let mut tunnel = Tunnel::new(proxy.uri().clone(), self.tcp.clone());
-                if let Some(auth) = proxy.basic_auth() {
-                    tunnel = tunnel.with_auth(auth.clone());
+        let tcp = async {
+            match self.proxy.intercept(&dst) {
+                Some(proxy) => {
+                    let mut tunnel = Tunnel::new(proxy.uri().clone(), self.tcp.clone());
+                    if let Some(auth) = proxy.basic_auth() {
+                        tunnel = tunnel.with_auth(auth.clone());
+                    }
+                    tower_service::Service::call(&mut tunnel, dst.clone())
+                        .await
+                        .map_err(BoxError::from)
                 }
-                tower_service::Service::call(&mut tunnel, dst).await?
-            }
-            None => {
-                let mut tcp = self.tcp.clone();
-                tower_service::Service::call(&mut tcp, dst).await?
+                None => {
+                    let mut tcp = self.tcp.clone();
+                    tower_service::Service::call(&mut tcp, dst.clone())
+                        .await
+                        .map_err(BoxError::from)
+                }
             }
         };
+        let (tcp, tls) = tokio::join!(tcp, self.tls_config());
+        let (tcp, tls) = (tcp?, tls?);
         let took = started.elapsed();
         let wait_start = Instant::now();
         let reserved = self.tickets.turn(&name).await;
         let waited = wait_start.elapsed();
-        let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+        let tls = tokio_rustls::TlsConnector::from(tls)
             .connect(name.clone(), tcp.into_inner())
             .await;
         let kind = tls

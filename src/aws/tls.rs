@@ -4,7 +4,8 @@
 //! `HTTP_PROXY` when set). HTTPS requests use kms-env's own client ([`super::https`]: rustls
 //! with `ring`, which seeds from the kernel's `getrandom`, AWS-LC's CPU-jitter entropy source
 //! cost most of a start's CPU, and sessions resumed across connections; see BENCHMARKS.md),
-//! built on the first HTTPS request, once; only then are its roots read: the system's CA
+//! built on the first HTTPS request, once; only then are its roots read (on a blocking thread,
+//! beside the first connection's name lookup and TCP connect): the system's CA
 //! bundle (one file) when there is one and `SSL_CERT_FILE` is not set, or `SSL_CERT_DIR`'s
 //! certificates when that is set; otherwise the Mozilla roots built into the binary
 //! (`webpki-root-certs`), so a `FROM scratch` image needs no CA files. On top, `AWS_CA_BUNDLE`
@@ -21,7 +22,6 @@ use aws_smithy_runtime_api::client::http::{
     SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
-use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use base64::Engine as _;
@@ -196,30 +196,29 @@ fn http_only(proxy: ProxyConfig) -> SharedHttpClient {
 }
 
 /// The HTTPS client (rustls with ring, sessions resumed: see [`super::https`]).
-fn https_client(
-    extra: &[Vec<u8>],
-    proxy: Matcher,
-    settings: &HttpConnectorSettings,
-) -> Result<Https, String> {
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS configuration: {e}"))?
-    .with_root_certificates(roots(extra))
-    .with_no_client_auth();
-    Ok(Https::new(
-        tls,
+fn https_client(extra: &[Vec<u8>], proxy: Matcher, settings: &HttpConnectorSettings) -> Https {
+    let extra = extra.to_vec();
+    let make_tls = Arc::new(move || {
+        Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS configuration: {e}"))?
+        .with_root_certificates(roots(&extra))
+        .with_no_client_auth())
+    });
+    Https::new(
+        make_tls,
         proxy,
         settings.connect_timeout(),
         settings.read_timeout(),
-    ))
+    )
 }
 
 #[derive(Debug)]
 struct Clients {
     http: SharedHttpClient,
-    https: OnceLock<Result<Https, String>>,
+    https: OnceLock<Https>,
     extra: Vec<Vec<u8>>,
     /// `HTTPS_PROXY` and the hosts reached directly.
     https_proxy: Option<(String, String)>,
@@ -273,15 +272,7 @@ impl HttpConnector for ByScheme {
                     &self.settings,
                 )
             });
-            match https {
-                Ok(client) => client.call(request),
-                Err(e) => {
-                    return HttpConnectorFuture::ready(Err(ConnectorError::other(
-                        e.clone().into(),
-                        None,
-                    )));
-                }
-            }
+            https.call(request)
         } else {
             self.clients
                 .http
