@@ -224,7 +224,12 @@ impl Connector {
         let (tcp, tls) = (tcp?, tls?);
         let took = started.elapsed();
         let wait_start = Instant::now();
-        let reserved = self.tickets.turn(&name).await;
+        let mut handshake = Handshake {
+            tickets: &self.tickets,
+            name: &name,
+            reserved: self.tickets.turn(&name).await,
+            resumed: false,
+        };
         let waited = wait_start.elapsed();
         let tls = tokio_rustls::TlsConnector::from(tls)
             .connect(name.clone(), tcp.into_inner())
@@ -234,13 +239,30 @@ impl Connector {
             .ok()
             .and_then(|t| t.get_ref().1.handshake_kind());
         let resumed = kind == Some(rustls::HandshakeKind::Resumed);
-        self.tickets.ended(&name, reserved, resumed);
+        handshake.resumed = resumed;
+        drop(handshake);
         debug!(
             "TLS to {}: {} handshake; connected in {took:?}, waited {waited:?} for a session ticket",
             name.to_str(),
             if resumed { "resumed" } else { "full" }
         );
         Ok(TokioIo::new(Tls(tls?)))
+    }
+}
+
+/// A handshake under way: its end is told to the session store however it ends, also when
+/// the connection attempt is dropped half-way (a timeout), so that no connection waits for a
+/// handshake that is gone.
+struct Handshake<'a> {
+    tickets: &'a Tickets,
+    name: &'a ServerName<'static>,
+    reserved: bool,
+    resumed: bool,
+}
+
+impl Drop for Handshake<'_> {
+    fn drop(&mut self) {
+        self.tickets.ended(self.name, self.reserved, self.resumed);
     }
 }
 
