@@ -66,27 +66,35 @@ fn no_credentials_at_all_is_77_with_a_hint() {
 
 #[test]
 fn a_closed_port_is_69_well_within_the_deadline() {
-    let mut env = aws_env();
-    env.insert(
-        "AWS_ENDPOINT_URL".into(),
-        format!("http://127.0.0.1:{}", free_port()).into(),
-    );
-    env.insert("K".into(), "kms:AQIDBAUGBwgJCgsMDQ4PEA==".into());
-    env.insert("P".into(), "ssm:/closed/port".into());
-    let (r, dump) = exec_dump(&env, &["--timeout", "30"], &[]);
-    assert_eq!(r.code, Some(69), "{}", r.stderr());
-    assert!(!dump.started());
-    assert!(
-        r.stderr().contains("K (kms): unreachable"),
-        "{}",
-        r.stderr()
-    );
-    assert!(
-        r.stderr().contains("P (ssm /closed/port): unreachable"),
-        "{}",
-        r.stderr()
-    );
-    assert!(r.elapsed < Duration::from_secs(15), "took {:?}", r.elapsed);
+    // Plain HTTP goes through the SDK's client, HTTPS through kms-env's own: both say the same.
+    for scheme in ["http", "https"] {
+        let port = free_port();
+        let mut env = aws_env();
+        env.insert(
+            "AWS_ENDPOINT_URL".into(),
+            format!("{scheme}://127.0.0.1:{port}").into(),
+        );
+        env.insert("K".into(), "kms:AQIDBAUGBwgJCgsMDQ4PEA==".into());
+        env.insert("P".into(), "ssm:/closed/port".into());
+        let (r, dump) = exec_dump(&env, &["--timeout", "30"], &[]);
+        let err = r.stderr();
+        assert_eq!(r.code, Some(69), "{scheme}: {err}");
+        assert!(!dump.started());
+        assert!(err.contains("K (kms): unreachable"), "{scheme}: {err}");
+        assert!(
+            err.contains("P (ssm /closed/port): unreachable"),
+            "{scheme}: {err}"
+        );
+        assert!(
+            err.contains(&format!("127.0.0.1:{port}")),
+            "{scheme}: names the endpoint: {err}"
+        );
+        assert!(
+            !err.contains("{ ") && !err.contains("Error {"),
+            "{scheme}: no Debug output: {err}"
+        );
+        assert!(r.elapsed < Duration::from_secs(15), "took {:?}", r.elapsed);
+    }
 }
 
 #[test]

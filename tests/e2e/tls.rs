@@ -109,33 +109,3 @@ fn an_https_endpoint_that_never_finishes_the_handshake_is_69_at_the_deadline() {
     assert!(r.elapsed >= Duration::from_secs(2), "took {:?}", r.elapsed);
     assert!(r.elapsed < Duration::from_secs(8), "took {:?}", r.elapsed);
 }
-
-#[test]
-fn a_closed_https_port_is_69_naming_the_endpoint() {
-    let port = free_port();
-    let mut env = aws_env();
-    env.insert(
-        "AWS_ENDPOINT_URL".into(),
-        format!("https://127.0.0.1:{port}").into(),
-    );
-    env.insert("K".into(), "kms:AQIDBAUGBwgJCgsMDQ4PEA==".into());
-    let (r, dump) = exec_dump(&env, &["--timeout", "30"], &[]);
-    assert_eq!(r.code, Some(69), "{}", r.stderr());
-    assert!(!dump.started());
-    assert!(
-        r.stderr().contains("K (kms): unreachable"),
-        "{}",
-        r.stderr()
-    );
-    assert!(
-        r.stderr().contains(&format!("127.0.0.1:{port}")),
-        "names the endpoint: {}",
-        r.stderr()
-    );
-    assert!(
-        !r.stderr().contains("{ ") && !r.stderr().contains("Error {"),
-        "no Debug output: {}",
-        r.stderr()
-    );
-    assert!(r.elapsed < Duration::from_secs(15), "took {:?}", r.elapsed);
-}
