@@ -8,6 +8,7 @@
 //! as it does in the SDK's own client; errors are classified the same way (connection errors are
 //! I/O errors, which the SDK retries).
 
+use super::chain;
 use super::dns::SharedDns;
 use super::resume::Tickets;
 use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};
@@ -125,12 +126,6 @@ fn connector_error(err: hyper_util::client::legacy::Error) -> ConnectorError {
     } else {
         ConnectorError::other(err.into(), None)
     }
-}
-
-fn chain<'a>(
-    err: &'a (dyn std::error::Error + 'static),
-) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
-    std::iter::successors(Some(err), |e| e.source())
 }
 
 /// Makes the connections of [`Https`].

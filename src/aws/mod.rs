@@ -400,7 +400,7 @@ where
 }
 
 /// An error and its sources, outermost first.
-fn chain<'a>(
+pub(crate) fn chain<'a>(
     err: &'a (dyn std::error::Error + 'static),
 ) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
     std::iter::successors(Some(err), |e| e.source())
