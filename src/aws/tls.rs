@@ -26,7 +26,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use base64::Engine as _;
 use hyper_util::client::proxy::matcher::Matcher;
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, TrustAnchor};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use tracing::debug;
@@ -70,12 +70,13 @@ fn pem_certificates(pem: &[u8]) -> impl Iterator<Item = Option<CertificateDer<'s
 const CA_HINT: &str = "AWS_CA_BUNDLE and SSL_CERT_FILE must name readable PEM files of CA \
      certificates (-----BEGIN CERTIFICATE----- blocks); unset them to use the system's roots";
 
-/// The PEM files named by `AWS_CA_BUNDLE` and `SSL_CERT_FILE`, read and checked.
-fn extra_cas() -> Result<Vec<Vec<u8>>, Reason> {
+/// The certificates of the PEM files named by `AWS_CA_BUNDLE` and `SSL_CERT_FILE`, read and
+/// checked, as the trust anchors [`roots`] adds (so each file is read and parsed once).
+fn extra_cas() -> Result<Vec<TrustAnchor<'static>>, Reason> {
     extra_cas_unhinted().map_err(|r| r.with_hint(CA_HINT))
 }
 
-fn extra_cas_unhinted() -> Result<Vec<Vec<u8>>, Reason> {
+fn extra_cas_unhinted() -> Result<Vec<TrustAnchor<'static>>, Reason> {
     let mut out = Vec::new();
     for var in EXTRA_CA_VARS {
         let Some(path) = std::env::var_os(var) else {
@@ -88,14 +89,14 @@ fn extra_cas_unhinted() -> Result<Vec<Vec<u8>>, Reason> {
         let certs: Option<Vec<CertificateDer>> = pem_certificates(&pem).collect();
         match certs {
             Some(certs) if !certs.is_empty() => {
-                if certs
-                    .iter()
-                    .any(|c| webpki::anchor_from_trusted_cert(c).is_err())
-                {
-                    return Err(Reason::new(
-                        Class::Config,
-                        format!("{var}={shown}: a certificate in it cannot be parsed"),
-                    ));
+                for cert in &certs {
+                    let anchor = webpki::anchor_from_trusted_cert(cert).map_err(|_| {
+                        Reason::new(
+                            Class::Config,
+                            format!("{var}={shown}: a certificate in it cannot be parsed"),
+                        )
+                    })?;
+                    out.push(anchor.to_owned());
                 }
             }
             _ => {
@@ -105,14 +106,19 @@ fn extra_cas_unhinted() -> Result<Vec<Vec<u8>>, Reason> {
                 ));
             }
         }
-        out.push(pem);
     }
     Ok(out)
 }
 
+/// Adds the certificates of a PEM bundle that can be trust anchors (the others are left out);
+/// returns how many were added and left out.
+fn add_pem(roots: &mut rustls::RootCertStore, pem: &[u8]) -> (usize, usize) {
+    roots.add_parsable_certificates(pem_certificates(pem).flatten())
+}
+
 /// The roots: the system's (one bundle file, or `SSL_CERT_DIR`'s certificates) or the ones
-/// built into the binary, and `extra`. Certificates that cannot be trust anchors are left out.
-fn roots(extra: &[Vec<u8>]) -> rustls::RootCertStore {
+/// built into the binary, and `extra`.
+fn roots(extra: &[TrustAnchor<'static>]) -> rustls::RootCertStore {
     let mut roots = rustls::RootCertStore::empty();
     if std::env::var_os("SSL_CERT_DIR").is_some() {
         // The platform's loader reads the directory (and SSL_CERT_FILE).
@@ -124,16 +130,14 @@ fn roots(extra: &[Vec<u8>]) -> rustls::RootCertStore {
             .iter()
             .find_map(|p| std::fs::read(Path::new(p)).ok())
     {
-        let (n, bad) = roots.add_parsable_certificates(pem_certificates(&pem).flatten());
+        let (n, bad) = add_pem(&mut roots, &pem);
         debug!("{n} roots from the system's CA bundle ({bad} left out)");
     }
     if roots.is_empty() {
         debug!("the roots built into the binary");
         roots.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
     }
-    for pem in extra {
-        roots.add_parsable_certificates(pem_certificates(pem).flatten());
-    }
+    roots.extend(extra.iter().cloned());
     roots
 }
 
@@ -196,7 +200,11 @@ fn http_only(proxy: ProxyConfig) -> SharedHttpClient {
 }
 
 /// The HTTPS client (rustls with ring, sessions resumed: see [`super::https`]).
-fn https_client(extra: &[Vec<u8>], proxy: Matcher, settings: &HttpConnectorSettings) -> Https {
+fn https_client(
+    extra: &[TrustAnchor<'static>],
+    proxy: Matcher,
+    settings: &HttpConnectorSettings,
+) -> Https {
     let extra = extra.to_vec();
     let make_tls = Arc::new(move || {
         Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -219,7 +227,7 @@ fn https_client(extra: &[Vec<u8>], proxy: Matcher, settings: &HttpConnectorSetti
 struct Clients {
     http: SharedHttpClient,
     https: OnceLock<Https>,
-    extra: Vec<Vec<u8>>,
+    extra: Vec<TrustAnchor<'static>>,
     /// `HTTPS_PROXY` and the hosts reached directly.
     https_proxy: Option<(String, String)>,
 }
@@ -342,11 +350,13 @@ mod tests {
     }
 
     #[test]
-    fn unusable_certificates_are_left_out_of_extra_bundles() {
+    fn unusable_certificates_are_left_out_of_a_bundle() {
         let good = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).unwrap();
         let mut pem = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec();
         pem.extend_from_slice(good.cert.pem().as_bytes());
-        let base = roots(&[]).len();
-        assert_eq!(roots(&[pem]).len(), base + 1);
+        let mut store = roots(&[]);
+        let base = store.len();
+        assert_eq!(add_pem(&mut store, &pem), (1, 1));
+        assert_eq!(store.len(), base + 1);
     }
 }
