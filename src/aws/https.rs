@@ -219,11 +219,10 @@ impl Connector {
         let (tcp, tls) = (tcp?, tls?);
         let took = started.elapsed();
         let wait_start = Instant::now();
-        let mut handshake = Handshake {
+        let handshake = Handshake {
             tickets: &self.tickets,
             name: &name,
             reserved: self.tickets.turn(&name).await,
-            resumed: false,
         };
         let waited = wait_start.elapsed();
         let tls = tokio_rustls::TlsConnector::from(tls)
@@ -233,9 +232,8 @@ impl Connector {
             .as_ref()
             .ok()
             .and_then(|t| t.get_ref().1.handshake_kind());
-        let resumed = kind == Some(rustls::HandshakeKind::Resumed);
-        handshake.resumed = resumed;
         drop(handshake);
+        let resumed = kind == Some(rustls::HandshakeKind::Resumed);
         debug!(
             "TLS to {}: {} handshake; connected in {took:?}, waited {waited:?} for a session ticket",
             name.to_str(),
@@ -252,12 +250,11 @@ struct Handshake<'a> {
     tickets: &'a Tickets,
     name: &'a ServerName<'static>,
     reserved: bool,
-    resumed: bool,
 }
 
 impl Drop for Handshake<'_> {
     fn drop(&mut self) {
-        self.tickets.ended(self.name, self.reserved, self.resumed);
+        self.tickets.ended(self.name, self.reserved);
     }
 }
 

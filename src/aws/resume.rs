@@ -96,12 +96,12 @@ impl Host {
         self.handshaking += 1;
     }
 
-    /// A handshake ended (either way) at `now`; a connection that reserved a ticket and did not
-    /// take it (`unused`) gives it back.
-    pub fn ended(&mut self, now: Instant, unused: bool) {
+    /// A handshake ended (either way) at `now`; a connection that `reserved` a ticket lets go
+    /// of the reservation (the ticket itself left the store when rustls took it).
+    pub fn ended(&mut self, now: Instant, reserved: bool) {
         self.handshaking = self.handshaking.saturating_sub(1);
         self.last_done = Some(now);
-        if unused {
+        if reserved {
             self.reserved = self.reserved.saturating_sub(1);
         }
     }
@@ -114,7 +114,6 @@ impl Host {
 
     fn ticket_out(&mut self) {
         self.available = self.available.saturating_sub(1);
-        self.reserved = self.reserved.saturating_sub(1);
     }
 }
 
@@ -169,10 +168,9 @@ impl Tickets {
         }
     }
 
-    /// The handshake of a connection ended; `reserved` is what [`Tickets::turn`] returned and
-    /// `resumed` whether the handshake used a ticket.
-    pub fn ended(&self, name: &ServerName<'static>, reserved: bool, resumed: bool) {
-        self.with(name, |h| h.ended(Instant::now(), reserved && !resumed));
+    /// The handshake of a connection ended; `reserved` is what [`Tickets::turn`] returned.
+    pub fn ended(&self, name: &ServerName<'static>, reserved: bool) {
+        self.with(name, |h| h.ended(Instant::now(), reserved));
         self.changed.notify_waiters();
     }
 }
@@ -220,10 +218,7 @@ impl ClientSessionStore for Tickets {
             self.with(server_name, Host::ticket_out);
         } else {
             // The cache holds at most 8 tickets a server and drops the oldest.
-            self.with(server_name, |h| {
-                h.available = 0;
-                h.reserved = h.reserved.saturating_sub(1);
-            });
+            self.with(server_name, |h| h.available = 0);
         }
         ticket
     }
