@@ -59,13 +59,7 @@ fn stop(child: std::process::Child) -> Run {
         nix::sys::signal::Signal::SIGTERM,
     );
     let started = Instant::now();
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code(),
-        stdout: out.stdout,
-        stderr: out.stderr,
-        elapsed: started.elapsed(),
-    }
+    Run::finished(child.wait_with_output().unwrap(), started)
 }
 
 #[test]

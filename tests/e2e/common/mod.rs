@@ -299,6 +299,16 @@ pub struct Run {
 }
 
 impl Run {
+    /// The run whose process, started at `started`, ended with `out`.
+    pub fn finished(out: Output, started: Instant) -> Run {
+        Run {
+            code: out.status.code(),
+            stdout: out.stdout,
+            stderr: out.stderr,
+            elapsed: started.elapsed(),
+        }
+    }
+
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
     }
@@ -317,28 +327,12 @@ pub fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Run {
         .spawn()
         .unwrap();
     child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code(),
-        stdout: out.stdout,
-        stderr: out.stderr,
-        elapsed: started.elapsed(),
-    }
+    Run::finished(child.wait_with_output().unwrap(), started)
 }
 
 pub fn run(cmd: &mut Command) -> Run {
     let started = Instant::now();
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().unwrap();
-    Run {
-        code: status.code(),
-        stdout,
-        stderr,
-        elapsed: started.elapsed(),
-    }
+    Run::finished(cmd.output().unwrap(), started)
 }
 
 /// Fails if any plaintext (or its first 8 bytes, for longer ones) appears in the output.
