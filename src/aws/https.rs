@@ -1,15 +1,17 @@
-//! The HTTPS client of every AWS call: hyper's pooled HTTP/1.1 client over connections of our
-//! own, so that the TLS step is under kms-env's control (the SDK's client does not expose it).
+//! The HTTPS client of every AWS call: hyper's pooled client over connections of our own, so
+//! that the TLS step is under kms-env's control (the SDK's client does not expose it).
 //!
 //! A connection is a TCP connection (through the `HTTPS_PROXY` tunnel when one applies), then
 //! TLS with rustls and `ring` (kernel randomness; see BENCHMARKS.md), with one session store for
 //! all connections so that concurrent connections to one host resume the first one's session
-//! ([`super::resume`]). The connect timeout of the SDK's settings covers the whole connection,
+//! ([`super::resume`]). HTTP/2 is offered by ALPN beside HTTP/1.1; a server that takes it
+//! serves all the concurrent requests of a start on one connection ([`super::multiplex`]). The connect timeout of the SDK's settings covers the whole connection,
 //! as it does in the SDK's own client; errors are classified the same way (connection errors are
 //! I/O errors, which the SDK retries).
 
 use super::chain;
 use super::dns::SharedDns;
+use super::multiplex::{OpenH2, Origins, Protocol, origin_of};
 use super::resume::Tickets;
 use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
@@ -41,6 +43,7 @@ struct ConnectTimedOut(Duration);
 #[derive(Debug, Clone)]
 pub struct Https {
     client: hyper_util::client::legacy::Client<Connector, SdkBody>,
+    origins: Arc<Origins>,
     read_timeout: Option<Duration>,
 }
 
@@ -60,19 +63,23 @@ impl Https {
         let mut tcp = Tcp::new_with_resolver(SharedDns::default());
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
+        let origins = Arc::new(Origins::default());
         let connector = Connector {
             tcp,
             tls: Arc::default(),
             make_tls,
             tickets: Tickets::new(),
+            origins: origins.clone(),
             proxy: Arc::new(proxy),
             timeout: connect_timeout,
         };
         let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
             .build(connector);
         Self {
             client,
+            origins,
             read_timeout,
         }
     }
@@ -84,9 +91,11 @@ impl HttpConnector for Https {
             Ok(request) => request,
             Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
         };
-        let response = self.client.request(request);
+        let (client, origins) = (self.client.clone(), self.origins.clone());
         let read_timeout = self.read_timeout;
         HttpConnectorFuture::new(async move {
+            let _probe = origins.admit(&origin_of(request.uri())).await;
+            let response = client.request(request);
             let response = match read_timeout {
                 Some(limit) => match tokio::time::timeout(limit, response).await {
                     Ok(response) => response,
@@ -135,6 +144,7 @@ struct Connector {
     tls: Arc<tokio::sync::OnceCell<Arc<rustls::ClientConfig>>>,
     make_tls: MakeTls,
     tickets: Arc<Tickets>,
+    origins: Arc<Origins>,
     proxy: Arc<Matcher>,
     timeout: Option<Duration>,
 }
@@ -180,7 +190,7 @@ impl Connector {
                     .await
                     .map_err(|e| format!("the TLS configuration task failed: {e}"))??;
                 config.resumption = rustls::client::Resumption::store(tickets);
-                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
                 Ok::<_, BoxError>(Arc::new(config))
             })
             .await?;
@@ -195,6 +205,7 @@ impl Connector {
             .trim_end_matches(']')
             .to_owned();
         let name = ServerName::try_from(host)?;
+        let attempt = self.origins.connecting(origin_of(&dst));
         let started = Instant::now();
         let tcp = async {
             match self.proxy.intercept(&dst) {
@@ -233,13 +244,23 @@ impl Connector {
             .ok()
             .and_then(|t| t.get_ref().1.handshake_kind());
         drop(handshake);
+        let tls = tls?;
         let resumed = kind == Some(rustls::HandshakeKind::Resumed);
+        let protocol = match tls.get_ref().1.alpn_protocol() {
+            Some(b"h2") => Protocol::Http2,
+            _ => Protocol::Http1,
+        };
         debug!(
-            "TLS to {}: {} handshake; connected in {took:?}, waited {waited:?} for a session ticket",
+            "TLS to {}: {} handshake, {}; connected in {took:?}, waited {waited:?} for a session \
+             ticket",
             name.to_str(),
-            if resumed { "resumed" } else { "full" }
+            if resumed { "resumed" } else { "full" },
+            protocol.name()
         );
-        Ok(TokioIo::new(Tls(tls?)))
+        Ok(TokioIo::new(Tls {
+            stream: tls,
+            h2: attempt.connected(protocol),
+        }))
     }
 }
 
@@ -258,13 +279,20 @@ impl Drop for Handshake<'_> {
     }
 }
 
-/// One TLS connection.
+/// One TLS connection; an HTTP/2 one is counted open until dropped.
 #[derive(Debug)]
-pub struct Tls(tokio_rustls::client::TlsStream<TcpStream>);
+pub struct Tls {
+    stream: tokio_rustls::client::TlsStream<TcpStream>,
+    h2: Option<OpenH2>,
+}
 
 impl Connection for Tls {
     fn connected(&self) -> Connected {
-        Connected::new()
+        if self.h2.is_some() {
+            Connected::new().negotiated_h2()
+        } else {
+            Connected::new()
+        }
     }
 }
 
@@ -274,7 +302,7 @@ impl AsyncRead for Tls {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
@@ -284,15 +312,15 @@ impl AsyncWrite for Tls {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        Pin::new(&mut self.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
@@ -300,10 +328,10 @@ impl AsyncWrite for Tls {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
+        self.stream.is_write_vectored()
     }
 }

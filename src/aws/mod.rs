@@ -18,6 +18,7 @@
 
 pub mod dns;
 pub mod https;
+pub mod multiplex;
 pub mod region;
 pub mod resume;
 pub mod tls;

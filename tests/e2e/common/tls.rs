@@ -38,9 +38,10 @@ pub fn tls_front() -> (String, String) {
     (url, ca)
 }
 
-/// A TLS front for moto that sends `tickets` TLS 1.3 session tickets after each handshake
-/// (rustls's default is 2), and counts its handshakes.
-pub fn tls_front_with(tickets: usize) -> (String, String, Arc<Handshakes>) {
+/// A server configuration for `localhost`, `127.0.0.1` and [`PROXIED_HOST`] with a certificate
+/// from a CA made here, sending `tickets` TLS 1.3 session tickets after each handshake and
+/// offering `alpn`. Returns it and the CA's PEM.
+fn server_config(tickets: usize, alpn: &[&[u8]]) -> (Arc<rustls::ServerConfig>, String) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -57,7 +58,7 @@ pub fn tls_front_with(tickets: usize) -> (String, String, Arc<Handshakes>) {
     .unwrap()
     .signed_by(&leaf_key, &ca)
     .unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
@@ -68,9 +69,15 @@ pub fn tls_front_with(tickets: usize) -> (String, String, Arc<Handshakes>) {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
     )
     .unwrap();
-    let mut config = config;
     config.send_tls13_tickets = tickets;
-    let config = Arc::new(config);
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    (Arc::new(config), ca.pem())
+}
+
+/// A TLS front for moto that sends `tickets` TLS 1.3 session tickets after each handshake
+/// (rustls's default is 2), speaks HTTP/1.1 without ALPN, and counts its handshakes.
+pub fn tls_front_with(tickets: usize) -> (String, String, Arc<Handshakes>) {
+    let (config, ca) = server_config(tickets, &[]);
     let handshakes = Arc::new(Handshakes::default());
     let counts = handshakes.clone();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -111,5 +118,151 @@ pub fn tls_front_with(tickets: usize) -> (String, String, Arc<Handshakes>) {
             });
         }
     });
-    (format!("https://localhost:{port}"), ca.pem(), handshakes)
+    (format!("https://localhost:{port}"), ca, handshakes)
+}
+
+/// What the HTTP/2 front served.
+#[derive(Debug, Default)]
+pub struct Served {
+    connections: AtomicUsize,
+    h2_requests: AtomicUsize,
+    refused: AtomicUsize,
+}
+
+impl Served {
+    /// TLS connections that took HTTP/2.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Requests served so far (all over HTTP/2).
+    pub fn h2_requests(&self) -> usize {
+        self.h2_requests.load(Ordering::SeqCst)
+    }
+
+    /// TLS connections that took HTTP/1.1 (closed unserved).
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
+    }
+}
+
+/// A TLS front for moto that offers HTTP/2 and HTTP/1.1 by ALPN, as a server that speaks both
+/// does, and serves HTTP/2 (the `h2` crate's server), forwarding each request to moto over
+/// HTTP/1.1. A connection that takes HTTP/1.1 is counted and closed.
+pub fn h2_front() -> (String, String, Arc<Served>) {
+    let (config, ca) = server_config(2, &[b"h2", b"http/1.1"]);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let upstream = moto().port;
+    let served = Arc::new(Served::default());
+    let counts = served.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, counts) = (acceptor.clone(), counts.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+                        counts.refused.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                    counts.connections.fetch_add(1, Ordering::SeqCst);
+                    let Ok(mut connection) = h2::server::handshake(tls).await else {
+                        return;
+                    };
+                    while let Some(Ok((request, respond))) = connection.accept().await {
+                        counts.h2_requests.fetch_add(1, Ordering::SeqCst);
+                        tokio::spawn(to_moto(request, respond, upstream));
+                    }
+                });
+            }
+        });
+    });
+    (format!("https://localhost:{port}"), ca, served)
+}
+
+/// Headers of one HTTP/1.1 connection, which HTTP/2 does not carry.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+];
+
+/// One request of the HTTP/2 front, forwarded to moto as an HTTP/1.1 request; a failure resets
+/// the stream.
+async fn to_moto(
+    request: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<hyper::body::Bytes>,
+    upstream: u16,
+) {
+    let (parts, mut body) = request.into_parts();
+    let mut bytes = Vec::new();
+    while let Some(Ok(chunk)) = body.data().await {
+        let _ = body.flow_control().release_capacity(chunk.len());
+        bytes.extend_from_slice(&chunk);
+    }
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nhost: {host}\r\n",
+        parts.method,
+        parts.uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    for (name, value) in &parts.headers {
+        if name != "host" && !HOP_BY_HOP.contains(&name.as_str()) {
+            head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap_or("")));
+        }
+    }
+    head.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        bytes.len()
+    ));
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut up = TcpStream::connect(("127.0.0.1", upstream)).ok()?;
+        up.write_all(head.as_bytes()).ok()?;
+        up.write_all(&bytes).ok()?;
+        read_message(&mut BufReader::new(up))
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some((rhead, rbody)) = answer else {
+        respond.send_reset(h2::Reason::INTERNAL_ERROR);
+        return;
+    };
+    let mut lines = rhead.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse::<u16>().ok())
+        .unwrap_or(502);
+    let mut response = http::Response::builder().status(status);
+    for line in lines {
+        if let Some((name, value)) = line.split_once(':') {
+            let name = name.trim().to_ascii_lowercase();
+            if !HOP_BY_HOP.contains(&name.as_str()) {
+                response = response.header(name, value.trim());
+            }
+        }
+    }
+    let Ok(mut stream) = respond.send_response(response.body(()).unwrap(), false) else {
+        return;
+    };
+    let _ = stream.send_data(rbody.into(), true);
 }
