@@ -25,7 +25,7 @@ use rustls::pki_types::ServerName;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -47,15 +47,78 @@ pub struct Https {
     read_timeout: Option<Duration>,
 }
 
-/// Makes the TLS configuration with its roots: milliseconds of CPU for a system bundle, so it
-/// runs on a blocking thread while the first connection looks up its host and connects.
+/// Makes the TLS configuration with its roots: milliseconds of CPU for a system bundle.
 pub type MakeTls = Arc<dyn Fn() -> Result<rustls::ClientConfig, String> + Send + Sync>;
 
+/// The TLS configuration (roots, protocol versions), made once on a blocking thread: started by
+/// [`TlsConfig::start`] as soon as HTTPS is expected, beside the loading of the SDK's
+/// configuration, or else by the first connection, beside its name lookup and TCP connect.
+pub struct TlsConfig {
+    make: MakeTls,
+    started: Mutex<Option<tokio::task::JoinHandle<Result<rustls::ClientConfig, String>>>>,
+    made: tokio::sync::OnceCell<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig").finish_non_exhaustive()
+    }
+}
+
+impl TlsConfig {
+    /// A configuration that `make` makes, not started yet.
+    pub fn new(make: MakeTls) -> Arc<Self> {
+        Arc::new(Self {
+            make,
+            started: Mutex::new(None),
+            made: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// Starts making the configuration on a blocking thread, unless it is made or under way (or
+    /// there is no runtime to run it on).
+    pub fn start(&self) {
+        if self.made.initialized() {
+            return;
+        }
+        let mut started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
+        if started.is_none()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let make = self.make.clone();
+            *started = Some(runtime.spawn_blocking(move || make()));
+        }
+    }
+
+    /// The configuration, waiting for it to be made.
+    async fn get(&self) -> Result<rustls::ClientConfig, BoxError> {
+        let made = self
+            .made
+            .get_or_try_init(|| async {
+                self.start();
+                let started = self
+                    .started
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                match started {
+                    Some(task) => task
+                        .await
+                        .map_err(|e| format!("the TLS configuration task failed: {e}"))?
+                        .map_err(BoxError::from),
+                    None => (self.make)().map_err(BoxError::from),
+                }
+            })
+            .await?;
+        Ok(made.clone())
+    }
+}
+
 impl Https {
-    /// A client trusting the roots of `make_tls`'s configuration, tunnelling through the
-    /// proxies `proxy` names.
+    /// A client with the TLS configuration `tls` (and a session store of its own), tunnelling
+    /// through the proxies `proxy` names.
     pub fn new(
-        make_tls: MakeTls,
+        tls: Arc<TlsConfig>,
         proxy: Matcher,
         connect_timeout: Option<Duration>,
         read_timeout: Option<Duration>,
@@ -67,7 +130,7 @@ impl Https {
         let connector = Connector {
             tcp,
             tls: Arc::default(),
-            make_tls,
+            base: tls,
             tickets: Tickets::new(),
             origins: origins.clone(),
             proxy: Arc::new(proxy),
@@ -142,7 +205,7 @@ fn connector_error(err: hyper_util::client::legacy::Error) -> ConnectorError {
 struct Connector {
     tcp: Tcp<SharedDns>,
     tls: Arc<tokio::sync::OnceCell<Arc<rustls::ClientConfig>>>,
-    make_tls: MakeTls,
+    base: Arc<TlsConfig>,
     tickets: Arc<Tickets>,
     origins: Arc<Origins>,
     proxy: Arc<Matcher>,
@@ -180,16 +243,13 @@ impl tower_service::Service<http::Uri> for Connector {
 }
 
 impl Connector {
-    /// The TLS configuration, made once (on a blocking thread), with the session store.
+    /// The TLS configuration with this client's session store and ALPN protocols.
     async fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, BoxError> {
-        let (make, tickets) = (self.make_tls.clone(), self.tickets.clone());
         let config = self
             .tls
-            .get_or_try_init(|| async move {
-                let mut config = tokio::task::spawn_blocking(move || make())
-                    .await
-                    .map_err(|e| format!("the TLS configuration task failed: {e}"))??;
-                config.resumption = rustls::client::Resumption::store(tickets);
+            .get_or_try_init(|| async {
+                let mut config = self.base.get().await?;
+                config.resumption = rustls::client::Resumption::store(self.tickets.clone());
                 config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
                 Ok::<_, BoxError>(Arc::new(config))
             })

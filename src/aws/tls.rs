@@ -13,7 +13,7 @@
 //! proxies); those are read and checked at start, so a bad bundle is a configuration error (78)
 //! before any call. See README "Containers".
 
-use super::https::Https;
+use super::https::{Https, TlsConfig};
 use crate::error::{Class, Reason};
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::{Builder, Connector};
@@ -27,6 +27,8 @@ use aws_smithy_types::body::SdkBody;
 use base64::Engine as _;
 use hyper_util::client::proxy::matcher::Matcher;
 use rustls_pki_types::{CertificateDer, TrustAnchor};
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use tracing::debug;
@@ -199,14 +201,10 @@ fn http_only(proxy: ProxyConfig) -> SharedHttpClient {
     })
 }
 
-/// The HTTPS client (rustls with ring, sessions resumed: see [`super::https`]).
-fn https_client(
-    extra: &[TrustAnchor<'static>],
-    proxy: Matcher,
-    settings: &HttpConnectorSettings,
-) -> Https {
-    let extra = extra.to_vec();
-    let make_tls = Arc::new(move || {
+/// The TLS configuration of the HTTPS client: rustls with ring, the roots of [`roots`] and
+/// `extra`.
+fn tls_config(extra: Vec<TrustAnchor<'static>>) -> Arc<TlsConfig> {
+    TlsConfig::new(Arc::new(move || {
         Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -214,20 +212,35 @@ fn https_client(
         .map_err(|e| format!("TLS configuration: {e}"))?
         .with_root_certificates(roots(&extra))
         .with_no_client_auth())
-    });
+    }))
+}
+
+/// The HTTPS client (rustls with ring, sessions resumed: see [`super::https`]).
+fn https_client(tls: Arc<TlsConfig>, proxy: Matcher, settings: &HttpConnectorSettings) -> Https {
     Https::new(
-        make_tls,
+        tls,
         proxy,
         settings.connect_timeout(),
         settings.read_timeout(),
     )
 }
 
+/// Whether the calls will likely go to HTTPS endpoints, given the environment `vars`: AWS's own
+/// endpoints always are; only endpoints overridden to `http://` (local endpoints) are not. A
+/// wrong guess costs only CPU.
+fn likely_https(vars: impl Iterator<Item = (OsString, OsString)>) -> bool {
+    let overrides: Vec<String> = vars
+        .filter(|(k, v)| k.as_bytes().starts_with(b"AWS_ENDPOINT_URL") && !v.is_empty())
+        .map(|(_, v)| v.to_string_lossy().to_ascii_lowercase())
+        .collect();
+    overrides.is_empty() || overrides.iter().any(|v| !v.starts_with("http://"))
+}
+
 #[derive(Debug)]
 struct Clients {
     http: SharedHttpClient,
     https: OnceLock<Https>,
-    extra: Vec<TrustAnchor<'static>>,
+    tls: Arc<TlsConfig>,
     /// `HTTPS_PROXY` and the hosts reached directly.
     https_proxy: Option<(String, String)>,
 }
@@ -275,7 +288,7 @@ impl HttpConnector for ByScheme {
         let response = if request.uri().starts_with("https:") {
             let https = self.clients.https.get_or_init(|| {
                 https_client(
-                    &self.clients.extra,
+                    self.clients.tls.clone(),
                     self.clients.https_proxy(),
                     &self.settings,
                 )
@@ -301,20 +314,54 @@ impl HttpConnector for ByScheme {
 pub const MAX_RESPONSE_BODY: usize = 4 * 1024 * 1024;
 
 /// The HTTP client for the SDK; `AWS_CA_BUNDLE`, `SSL_CERT_FILE` and the proxy variables are
-/// read and checked now.
+/// read and checked now. When the endpoints are likely HTTPS, the TLS configuration starts
+/// being made now, on a blocking thread, while the SDK's configuration loads (BENCHMARKS.md).
 pub fn http_client() -> Result<SharedHttpClient, Reason> {
     let http = proxy_setting(false)?.map_or_else(ProxyConfig::disabled, |(config, ..)| config);
+    let tls = tls_config(extra_cas()?);
+    let https_proxy = proxy_setting(true)?.map(|(_, url, no)| (url, no));
+    if likely_https(std::env::vars_os()) {
+        tls.start();
+    }
     Ok(SharedHttpClient::new(LazyTls(Arc::new(Clients {
         http: http_only(http),
         https: OnceLock::new(),
-        extra: extra_cas()?,
-        https_proxy: proxy_setting(true)?.map(|(_, url, no)| (url, no)),
+        tls,
+        https_proxy,
     }))))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn https_is_expected_unless_every_endpoint_is_plain_http() {
+        let vars = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        assert!(likely_https(vars(&[("PATH", "/bin")])));
+        assert!(!likely_https(vars(&[(
+            "AWS_ENDPOINT_URL",
+            "http://127.0.0.1:5000"
+        )])));
+        assert!(likely_https(vars(&[(
+            "AWS_ENDPOINT_URL",
+            "https://localhost:8443"
+        )])));
+        assert!(likely_https(vars(&[
+            ("AWS_ENDPOINT_URL", "HTTP://127.0.0.1:5000"),
+            ("AWS_ENDPOINT_URL_KMS", "https://kms.internal"),
+        ])));
+        assert!(likely_https(vars(&[("AWS_ENDPOINT_URL", "")])));
+        use std::os::unix::ffi::OsStringExt;
+        let not_utf8 = (OsString::from("X"), OsString::from_vec(vec![0xff, 0xfe]));
+        assert!(likely_https(std::iter::once(not_utf8)), "no panic on bytes");
+    }
 
     #[test]
     fn pem_certificates_reads_what_rustls_pki_types_reads() {
