@@ -56,13 +56,19 @@ fn pem_certificates(pem: &[u8]) -> impl Iterator<Item = Option<CertificateDer<'s
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     std::iter::from_fn(move || {
         lines.find(|l| l.trim_ascii() == b"-----BEGIN CERTIFICATE-----")?;
-        let mut b64 = Vec::new();
+        let mut b64 = Vec::with_capacity(4096);
         for line in lines.by_ref() {
-            if line.trim_ascii() == b"-----END CERTIFICATE-----" {
-                let der = base64::engine::general_purpose::STANDARD.decode(&b64).ok();
-                return Some(der.map(CertificateDer::from));
+            let line = line.trim_ascii();
+            if line == b"-----END CERTIFICATE-----" {
+                let decode = |b64: &[u8]| base64::engine::general_purpose::STANDARD.decode(b64);
+                // Whitespace inside a line is rare: dropped only when the lines do not decode.
+                let der = decode(&b64).or_else(|_| {
+                    b64.retain(|b| !b.is_ascii_whitespace());
+                    decode(&b64)
+                });
+                return Some(der.ok().map(CertificateDer::from));
             }
-            b64.extend(line.iter().filter(|b| !b.is_ascii_whitespace()));
+            b64.extend_from_slice(line);
         }
         Some(None)
     })
@@ -380,6 +386,21 @@ mod tests {
             assert!(!ours.is_empty());
             assert_eq!(ours, theirs);
         }
+        let spaced: String = made
+            .cert
+            .pem()
+            .lines()
+            .map(|l| match l.starts_with("-----") {
+                true => format!("{l} \t\n"),
+                false => format!("  {} {}\t\n", &l[..10], &l[10..]),
+            })
+            .collect();
+        let spaced: Vec<_> = pem_certificates(spaced.as_bytes()).collect();
+        assert_eq!(
+            spaced,
+            vec![Some(made.cert.der().clone())],
+            "whitespace is dropped"
+        );
         let bad = b"x\n-----BEGIN CERTIFICATE-----\nA*A=\n-----END CERTIFICATE-----\n";
         assert_eq!(pem_certificates(bad).collect::<Vec<_>>(), vec![None]);
         let cut = b"-----BEGIN CERTIFICATE-----\nAAAA\n";
