@@ -108,6 +108,48 @@ fn a_server_that_offers_http2_serves_all_concurrent_calls_on_one_connection() {
 }
 
 #[test]
+fn http2_goes_through_an_https_proxy_tunnel_too() {
+    use crate::common::proxy;
+    use crate::common::tls::PROXIED_HOST;
+    let (front, ca_pem, served) = h2_front();
+    let port = front.rsplit(':').next().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &ca_pem).unwrap();
+    let (proxy_url, tunnels) = proxy::connect_proxy();
+    let mut env = aws_env();
+    env.insert(
+        "AWS_ENDPOINT_URL".into(),
+        format!("https://{PROXIED_HOST}:{port}").into(),
+    );
+    env.insert("AWS_CA_BUNDLE".into(), ca.into());
+    env.insert("HTTPS_PROXY".into(), proxy_url.into());
+    let plaintexts = ["tunnelled-0", "tunnelled-1", "tunnelled-2", "tunnelled-3"];
+    for (i, p) in plaintexts.iter().enumerate() {
+        env.insert(format!("T{i}").into(), cli_encrypt(p.as_bytes()).into());
+    }
+    let (r, dump) = exec_dump(&env, &["-vv"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    for (i, p) in plaintexts.iter().enumerate() {
+        assert_eq!(dump.var(&format!("T{i}")).unwrap(), p.as_bytes());
+    }
+    assert_eq!(served.h2_requests(), 4, "every call over HTTP/2");
+    assert_eq!(served.refused(), 0);
+    let log = tunnels.lock().unwrap().clone();
+    assert_eq!(
+        log.len(),
+        served.connections(),
+        "each connection is a tunnel"
+    );
+    assert!(
+        log.iter().all(|t| *t == format!("{PROXIED_HOST}:{port}")),
+        "{log:?}"
+    );
+    let secrets: Vec<&[u8]> = plaintexts.iter().map(|p| p.as_bytes()).collect();
+    assert_no_plaintext(&r, &secrets);
+}
+
+#[test]
 fn a_server_without_session_tickets_still_serves_every_connection() {
     let (url, ca_pem, handshakes) = tls_front_with(0);
     concurrent_decrypts(8, &url, &ca_pem);
