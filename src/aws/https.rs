@@ -186,9 +186,16 @@ fn connector_error(err: hyper_util::client::legacy::Error) -> ConnectorError {
     let io = err.is_connect() || chain(&err).any(|e| e.is::<io::Error>());
     let incomplete = hyper.is_some_and(hyper::Error::is_incomplete_message);
     let closed = hyper.is_some_and(|h| h.is_closed() || h.is_canceled());
+    // An HTTP/2 stream the server refused, or left unanswered when it closed the connection
+    // (GOAWAY), was not processed and is sent again (RFC 9113, 8.7).
+    let unprocessed = chain(&err)
+        .find_map(|e| e.downcast_ref::<h2::Error>())
+        .is_some_and(|e| {
+            e.reason() == Some(h2::Reason::REFUSED_STREAM) || (e.is_go_away() && e.is_remote())
+        });
     if timed_out || hyper.is_some_and(hyper::Error::is_timeout) {
         ConnectorError::timeout(err.into())
-    } else if io || closed {
+    } else if io || closed || unprocessed {
         ConnectorError::io(err.into())
     } else if incomplete {
         ConnectorError::other(

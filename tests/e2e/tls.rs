@@ -2,7 +2,7 @@
 //! here. Without that CA the wrapper refuses the endpoint (69, certificate not trusted); with
 //! `AWS_CA_BUNDLE` or `SSL_CERT_FILE` it works.
 
-use crate::common::tls::{h2_front, tls_front, tls_front_with};
+use crate::common::tls::{h2_front, h2_front_with, tls_front, tls_front_with};
 use crate::common::*;
 use std::time::Duration;
 
@@ -105,6 +105,33 @@ fn a_server_that_offers_http2_serves_all_concurrent_calls_on_one_connection() {
         }
     }
     panic!("connections of each start: {connections:?}; HTTP/2 serves the 12 calls on one");
+}
+
+#[test]
+fn http2_streams_the_server_refuses_over_its_limit_are_sent_again() {
+    // All 12 streams go out at once; the server takes 3 and refuses the others (REFUSED_STREAM:
+    // not processed), and those calls are sent again.
+    let (url, ca_pem, served) = h2_front_with(3, None);
+    concurrent_decrypts(12, &url, &ca_pem);
+    assert!(
+        served.refused_streams() >= 9,
+        "{}",
+        served.refused_streams()
+    );
+    assert_eq!(served.h2_requests(), 12, "each call answered once");
+}
+
+#[test]
+fn calls_left_unanswered_by_an_http2_goaway_are_sent_again() {
+    // GOAWAY after the first 4 requests of every connection: the others are retried.
+    let (url, ca_pem, served) = h2_front_with(100, Some(4));
+    concurrent_decrypts(12, &url, &ca_pem);
+    assert!(
+        served.connections() >= 3,
+        "{} connections",
+        served.connections()
+    );
+    assert_eq!(served.refused(), 0);
 }
 
 #[test]

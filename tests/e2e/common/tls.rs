@@ -127,6 +127,7 @@ pub struct Served {
     connections: AtomicUsize,
     h2_requests: AtomicUsize,
     refused: AtomicUsize,
+    refused_streams: AtomicUsize,
 }
 
 impl Served {
@@ -144,12 +145,29 @@ impl Served {
     pub fn refused(&self) -> usize {
         self.refused.load(Ordering::SeqCst)
     }
+
+    /// Streams refused (REFUSED_STREAM) over the limit of streams under way.
+    pub fn refused_streams(&self) -> usize {
+        self.refused_streams.load(Ordering::SeqCst)
+    }
 }
 
 /// A TLS front for moto that offers HTTP/2 and HTTP/1.1 by ALPN, as a server that speaks both
 /// does, and serves HTTP/2 (the `h2` crate's server), forwarding each request to moto over
 /// HTTP/1.1. A connection that takes HTTP/1.1 is counted and closed.
 pub fn h2_front() -> (String, String, Arc<Served>) {
+    h2_front_with(100, None)
+}
+
+/// An HTTP/2 front ([`h2_front`]) that refuses (REFUSED_STREAM, unprocessed) the streams of a
+/// connection beyond `max_streams` under way, as a server does with the streams a client opened
+/// before it saw the server's limit, and, with `goaway_after`, sends GOAWAY after that many
+/// requests on a connection: those are answered, the later ones left unprocessed, as a server
+/// that rotates its connections does.
+pub fn h2_front_with(
+    max_streams: usize,
+    goaway_after: Option<usize>,
+) -> (String, String, Arc<Served>) {
     let (config, ca) = server_config(2, &[b"h2", b"http/1.1"]);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -182,9 +200,24 @@ pub fn h2_front() -> (String, String, Arc<Served>) {
                     let Ok(mut connection) = h2::server::handshake(tls).await else {
                         return;
                     };
-                    while let Some(Ok((request, respond))) = connection.accept().await {
+                    let (mut here, under_way) = (0, Arc::new(AtomicUsize::new(0)));
+                    while let Some(Ok((request, mut respond))) = connection.accept().await {
+                        if under_way.load(Ordering::SeqCst) >= max_streams {
+                            respond.send_reset(h2::Reason::REFUSED_STREAM);
+                            counts.refused_streams.fetch_add(1, Ordering::SeqCst);
+                            continue;
+                        }
                         counts.h2_requests.fetch_add(1, Ordering::SeqCst);
-                        tokio::spawn(to_moto(request, respond, upstream));
+                        under_way.fetch_add(1, Ordering::SeqCst);
+                        let under_way = under_way.clone();
+                        tokio::spawn(async move {
+                            to_moto(request, respond, upstream).await;
+                            under_way.fetch_sub(1, Ordering::SeqCst);
+                        });
+                        here += 1;
+                        if goaway_after == Some(here) {
+                            connection.abrupt_shutdown(h2::Reason::NO_ERROR);
+                        }
                     }
                 });
             }
