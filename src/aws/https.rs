@@ -5,9 +5,10 @@
 //! TLS with rustls and `ring` (kernel randomness; see BENCHMARKS.md), with one session store for
 //! all connections so that concurrent connections to one host resume the first one's session
 //! ([`super::resume`]). HTTP/2 is offered by ALPN beside HTTP/1.1; a server that takes it
-//! serves all the concurrent requests of a start on one connection ([`super::multiplex`]). The connect timeout of the SDK's settings covers the whole connection,
-//! as it does in the SDK's own client; errors are classified the same way (connection errors are
-//! I/O errors, which the SDK retries).
+//! serves all the concurrent requests of a start on one connection ([`super::multiplex`]). The
+//! connect timeout of the SDK's settings covers the whole connection, as it does in the SDK's own
+//! client; errors are classified the same way (connection errors are I/O errors, which the SDK
+//! retries), and HTTP/2 streams the server did not process are retried too.
 
 use super::chain;
 use super::dns::SharedDns;

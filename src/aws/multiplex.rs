@@ -7,8 +7,8 @@
 //! HTTP/2 and has no open connection, the first request goes ahead and the others wait until
 //! its connection is made ([`MAX_WAIT`] at most): then they share it (HTTP/2) or make their own,
 //! resuming its TLS session (HTTP/1.1, [`super::resume`]). To an origin known to speak
-//! HTTP/1.1, or that has an open HTTP/2 connection, requests go at once. BENCHMARKS.md, "HTTP/2",
-//! has the measurements.
+//! HTTP/1.1, or that has an open HTTP/2 connection, requests go at once. The measurements are in
+//! BENCHMARKS.md (the third session's changes, "HTTP/2").
 //!
 //! [`Origin::admit`] is the pure decision; [`Origins`] holds every origin's state and waits.
 

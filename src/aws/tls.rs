@@ -1,19 +1,18 @@
 //! The HTTP client of every AWS call, its proxies, and its trust store for minimal images.
 //!
-//! Plain HTTP requests (local endpoints) use the SDK's client without TLS (through
-//! `HTTP_PROXY` when set). HTTPS requests use kms-env's own client ([`super::https`]: rustls
-//! with `ring`, which seeds from the kernel's `getrandom`, AWS-LC's CPU-jitter entropy source
-//! cost most of a start's CPU, and sessions resumed across connections; see BENCHMARKS.md),
-//! built on the first HTTPS request, once. Its roots are read once, on a blocking thread: as
-//! the SDK configuration loads when the endpoints are likely HTTPS (no `AWS_ENDPOINT_URL*`
-//! override to `http://`), else beside the first HTTPS connection's name lookup and TCP
-//! connect, so a start against plain-HTTP endpoints reads no certificates. The roots: the system's CA
-//! bundle (one file) when there is one and `SSL_CERT_FILE` is not set, or `SSL_CERT_DIR`'s
-//! certificates when that is set; otherwise the Mozilla roots built into the binary
-//! (`webpki-root-certs`), so a `FROM scratch` image needs no CA files. On top, `AWS_CA_BUNDLE`
-//! and `SSL_CERT_FILE` add PEM certificates (VPC endpoints with private CAs, TLS-inspecting
-//! proxies); those are read and checked at start, so a bad bundle is a configuration error (78)
-//! before any call. See README "Containers".
+//! Plain HTTP requests (local endpoints) use the SDK's client without TLS (through `HTTP_PROXY`
+//! when set). HTTPS requests use kms-env's own client ([`super::https`]: rustls with `ring`, which
+//! seeds from the kernel's `getrandom`, AWS-LC's CPU-jitter entropy source cost most of a start's
+//! CPU, and sessions resumed across connections; see BENCHMARKS.md), built on the first HTTPS
+//! request, once. Its roots are read once, on a blocking thread: as the SDK configuration loads
+//! when the endpoints are likely HTTPS (no `AWS_ENDPOINT_URL*` override to `http://`), else beside
+//! the first HTTPS connection's name lookup and TCP connect, so a start against plain-HTTP
+//! endpoints reads no certificates. The roots: the system's CA bundle (one file) when there is one
+//! and `SSL_CERT_FILE` is not set, or `SSL_CERT_DIR`'s certificates when that is set; otherwise the
+//! Mozilla roots built into the binary (`webpki-root-certs`), so a `FROM scratch` image needs no CA
+//! files. On top, `AWS_CA_BUNDLE` and `SSL_CERT_FILE` add PEM certificates (VPC endpoints with
+//! private CAs, TLS-inspecting proxies); those are read and checked at start, so a bad bundle is a
+//! configuration error (78) before any call. See README "Containers".
 
 use super::https::{Https, TlsConfig};
 use crate::error::{Class, Reason};

@@ -123,11 +123,11 @@ fn http2_streams_the_server_refuses_over_its_limit_are_sent_again() {
 
 #[test]
 fn calls_left_unanswered_by_an_http2_goaway_are_sent_again() {
-    // GOAWAY after the first 4 requests of every connection: the others are retried.
+    // GOAWAY after the first 4 requests of the first connection: the others are retried.
     let (url, ca_pem, served) = h2_front_with(100, Some(4));
     concurrent_decrypts(12, &url, &ca_pem);
     assert!(
-        served.connections() >= 3,
+        served.connections() >= 2,
         "{} connections",
         served.connections()
     );

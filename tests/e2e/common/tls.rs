@@ -162,8 +162,8 @@ pub fn h2_front() -> (String, String, Arc<Served>) {
 /// An HTTP/2 front ([`h2_front`]) that refuses (REFUSED_STREAM, unprocessed) the streams of a
 /// connection beyond `max_streams` under way, as a server does with the streams a client opened
 /// before it saw the server's limit, and, with `goaway_after`, sends GOAWAY after that many
-/// requests on a connection: those are answered, the later ones left unprocessed, as a server
-/// that rotates its connections does.
+/// requests on its first connection: those are answered, the later ones left unprocessed, as a
+/// server that rotates a connection does.
 pub fn h2_front_with(
     max_streams: usize,
     goaway_after: Option<usize>,
@@ -196,7 +196,8 @@ pub fn h2_front_with(
                         counts.refused.fetch_add(1, Ordering::SeqCst);
                         return;
                     }
-                    counts.connections.fetch_add(1, Ordering::SeqCst);
+                    let first = counts.connections.fetch_add(1, Ordering::SeqCst) == 0;
+                    let goaway_after = goaway_after.filter(|_| first);
                     let Ok(mut connection) = h2::server::handshake(tls).await else {
                         return;
                     };
