@@ -49,10 +49,16 @@ fn a_private_ca_is_refused_until_given_by_aws_ca_bundle_or_ssl_cert_file() {
 /// `n` distinct `kms:` values (one Decrypt call each) through the front at `url`, with
 /// `kms-env -vv`; returns the run.
 fn concurrent_decrypts(n: usize, url: &str, ca_pem: &str) -> Run {
+    concurrent_decrypts_with(n, url, ca_pem, &[])
+}
+
+/// [`concurrent_decrypts`] with the variables `extra` set too.
+fn concurrent_decrypts_with(n: usize, url: &str, ca_pem: &str, extra: &[(&str, &str)]) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca_pem).unwrap();
     let mut env = aws_env();
+    env.extend(extra.iter().map(|(k, v)| ((*k).into(), (*v).into())));
     env.insert("AWS_ENDPOINT_URL".into(), url.into());
     env.insert("AWS_CA_BUNDLE".into(), ca_file.into());
     let plaintexts: Vec<String> = (0..n).map(|i| format!("resumed-secret-{i}")).collect();
@@ -140,26 +146,9 @@ fn http2_goes_through_an_https_proxy_tunnel_too() {
     use crate::common::tls::PROXIED_HOST;
     let (front, ca_pem, served) = h2_front();
     let port = front.rsplit(':').next().unwrap().to_owned();
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, &ca_pem).unwrap();
     let (proxy_url, tunnels) = proxy::connect_proxy();
-    let mut env = aws_env();
-    env.insert(
-        "AWS_ENDPOINT_URL".into(),
-        format!("https://{PROXIED_HOST}:{port}").into(),
-    );
-    env.insert("AWS_CA_BUNDLE".into(), ca.into());
-    env.insert("HTTPS_PROXY".into(), proxy_url.into());
-    let plaintexts = ["tunnelled-0", "tunnelled-1", "tunnelled-2", "tunnelled-3"];
-    for (i, p) in plaintexts.iter().enumerate() {
-        env.insert(format!("T{i}").into(), cli_encrypt(p.as_bytes()).into());
-    }
-    let (r, dump) = exec_dump(&env, &["-vv"], &[]);
-    assert_eq!(r.code, Some(0), "{}", r.stderr());
-    for (i, p) in plaintexts.iter().enumerate() {
-        assert_eq!(dump.var(&format!("T{i}")).unwrap(), p.as_bytes());
-    }
+    let url = format!("https://{PROXIED_HOST}:{port}");
+    concurrent_decrypts_with(4, &url, &ca_pem, &[("HTTPS_PROXY", &proxy_url)]);
     assert_eq!(served.h2_requests(), 4, "every call over HTTP/2");
     assert_eq!(served.refused(), 0);
     let log = tunnels.lock().unwrap().clone();
@@ -172,8 +161,6 @@ fn http2_goes_through_an_https_proxy_tunnel_too() {
         log.iter().all(|t| *t == format!("{PROXIED_HOST}:{port}")),
         "{log:?}"
     );
-    let secrets: Vec<&[u8]> = plaintexts.iter().map(|p| p.as_bytes()).collect();
-    assert_no_plaintext(&r, &secrets);
 }
 
 #[test]
