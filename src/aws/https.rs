@@ -12,7 +12,7 @@
 
 use super::chain;
 use super::dns::SharedDns;
-use super::multiplex::{OpenH2, Origins, Protocol, origin_of};
+use super::multiplex::{Mark, Origins, Protocol, origin_of};
 use super::resume::Tickets;
 use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
@@ -96,19 +96,16 @@ impl TlsConfig {
         let made = self
             .made
             .get_or_try_init(|| async {
-                self.start();
                 let started = self
                     .started
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .take();
-                match started {
-                    Some(task) => task
-                        .await
-                        .map_err(|e| format!("the TLS configuration task failed: {e}"))?
-                        .map_err(BoxError::from),
-                    None => (self.make)().map_err(BoxError::from),
-                }
+                let make = self.make.clone();
+                let task = started.unwrap_or_else(|| tokio::task::spawn_blocking(move || make()));
+                task.await
+                    .map_err(|e| format!("the TLS configuration task failed: {e}"))?
+                    .map_err(BoxError::from)
             })
             .await?;
         Ok(made.clone())
@@ -351,7 +348,7 @@ impl Drop for Handshake<'_> {
 #[derive(Debug)]
 pub struct Tls {
     stream: tokio_rustls::client::TlsStream<TcpStream>,
-    h2: Option<OpenH2>,
+    h2: Option<Mark>,
 }
 
 impl Connection for Tls {

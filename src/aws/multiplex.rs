@@ -134,7 +134,7 @@ impl Origins {
     }
 
     /// Waits until a request to `origin` may go; the guard ends its probe, if it is one.
-    pub async fn admit(self: &Arc<Self>, origin: &str) -> Option<Probe> {
+    pub async fn admit(self: &Arc<Self>, origin: &str) -> Option<Mark> {
         let deadline = Instant::now() + MAX_WAIT;
         loop {
             let changed = self.changed.notified();
@@ -142,12 +142,7 @@ impl Origins {
             changed.as_mut().enable();
             match self.with(origin, Origin::admit) {
                 Admit::Go => return None,
-                Admit::Probe => {
-                    return Some(Probe {
-                        origins: self.clone(),
-                        origin: origin.to_owned(),
-                    });
-                }
+                Admit::Probe => return Some(self.mark(origin.to_owned(), Origin::probe_ended)),
                 Admit::Wait => {}
             }
             let now = Instant::now();
@@ -161,68 +156,50 @@ impl Origins {
         }
     }
 
-    /// A connection to `origin` starts; the guard tells how it ended.
-    pub fn connecting(self: &Arc<Self>, origin: String) -> Attempt {
+    /// A connection to `origin` starts; the guard counts it failed unless
+    /// [`Mark::connected`] is called.
+    pub fn connecting(self: &Arc<Self>, origin: String) -> Mark {
         self.change(&origin, Origin::connecting);
-        Attempt {
+        self.mark(origin, |o| o.connected(None))
+    }
+
+    fn mark(self: &Arc<Self>, origin: String, on_drop: fn(&mut Origin)) -> Mark {
+        Mark {
             origins: self.clone(),
-            origin: Some(origin),
-        }
-    }
-}
-
-/// A request that went ahead to learn an origin's protocol.
-#[derive(Debug)]
-pub struct Probe {
-    origins: Arc<Origins>,
-    origin: String,
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        self.origins.change(&self.origin, Origin::probe_ended);
-    }
-}
-
-/// A connection being made; a failed one is counted when dropped.
-#[derive(Debug)]
-pub struct Attempt {
-    origins: Arc<Origins>,
-    origin: Option<String>,
-}
-
-impl Attempt {
-    /// The connection was made with `protocol`; an HTTP/2 connection holds the guard returned
-    /// until it closes.
-    pub fn connected(mut self, protocol: Protocol) -> Option<OpenH2> {
-        let origin = self.origin.take()?;
-        self.origins
-            .change(&origin, |o| o.connected(Some(protocol)));
-        (protocol == Protocol::Http2).then(|| OpenH2 {
-            origins: self.origins.clone(),
             origin,
-        })
-    }
-}
-
-impl Drop for Attempt {
-    fn drop(&mut self) {
-        if let Some(origin) = self.origin.take() {
-            self.origins.change(&origin, |o| o.connected(None));
+            on_drop,
         }
     }
 }
 
-/// An open HTTP/2 connection.
+/// What an origin is told when the guard is dropped: that a probing request ended, that a
+/// connection attempt failed, or that an HTTP/2 connection closed.
 #[derive(Debug)]
-pub struct OpenH2 {
+pub struct Mark {
     origins: Arc<Origins>,
     origin: String,
+    on_drop: fn(&mut Origin),
 }
 
-impl Drop for OpenH2 {
+impl Mark {
+    /// The connection of this attempt was made with `protocol`; an HTTP/2 connection holds the
+    /// guard returned until it closes.
+    pub fn connected(mut self, protocol: Protocol) -> Option<Mark> {
+        self.origins
+            .change(&self.origin, |o| o.connected(Some(protocol)));
+        if protocol == Protocol::Http2 {
+            self.on_drop = Origin::closed_h2;
+            Some(self)
+        } else {
+            self.on_drop = |_| {};
+            None
+        }
+    }
+}
+
+impl Drop for Mark {
     fn drop(&mut self) {
-        self.origins.change(&self.origin, Origin::closed_h2);
+        self.origins.change(&self.origin, self.on_drop);
     }
 }
 
