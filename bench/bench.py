@@ -11,7 +11,11 @@ kms-env, then measures, side by side in one run, the median wall time and the me
   * `true` alone (the baseline);
   * kms-env exec with N = 0, 1, 10, 50 kms: values, and N = 1, 10, 50 ssm: references;
   * a shell entrypoint that loops `aws kms decrypt` per variable (N = 1, 10);
-  * the original kms-env: `eval $(kms-env decrypt)` via Node (N = 1, 10, 50 secure: values).
+  * the original kms-env: `eval $(kms-env decrypt)` via Node (N = 1, 10, 50 secure: values);
+  * where BENCH_SHUSH and BENCH_SSM_ENV name binaries of the Go peers (nothing here builds
+    them; BENCHMARKS.md says how the measured ones were built), `shush exec` with
+    KMS_ENCRYPTED_ variables and `ssm-env -with-decryption` with ssm:// references (N = 1,
+    10, 50), over HTTP and TLS.
 
 Every run is one posix_spawn and one blocking wait4 (no polling). It prints a table per
 transport, the targets of BENCHMARKS.md with the margin by which each is met or missed, the
@@ -37,6 +41,9 @@ BIN = sys.argv[1]
 PROXY = sys.argv[2]
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
 ONLY_OURS = os.environ.get("BENCH_ONLY") == "kms-env"
+# The Go peers, when given: binaries built elsewhere (see BENCHMARKS.md), not by this script.
+SHUSH = os.environ.get("BENCH_SHUSH")
+SSM_ENV = os.environ.get("BENCH_SSM_ENV")
 LATENCY_MS = 50
 
 
@@ -258,6 +265,20 @@ def report(workdir, moto_port, plain_port, tls_port, quiet_port, h2_port, ca):
                 r[("orig", n)] = measure(original_cmd, original_env(n), runs=max(10, RUNS // 2))
                 rows.append(("original kms-env, `eval $(kms-env decrypt)`", n, r[("orig", n)],
                              r[("kms", n)]))
+            for n in (1, 10, 50) if SHUSH else ():
+                shush_env = dict(env, **{f"KMS_ENCRYPTED_S{i:02}": values[i] for i in range(n)})
+                if "AWS_CA_BUNDLE" in env:
+                    # shush's session.New() skips AWS_CA_BUNDLE; Go's TLS reads SSL_CERT_FILE.
+                    shush_env["SSL_CERT_FILE"] = env["AWS_CA_BUNDLE"]
+                r[("shush", n)] = measure([SHUSH, "exec", "--", "true"], shush_env,
+                                          runs=max(10, RUNS // 2))
+                rows.append(("shush (Go), `exec`", n, r[("shush", n)], r[("kms", n)]))
+            for n in (1, 10, 50) if SSM_ENV else ():
+                peer_env = dict(env, **{f"S{i:02}": f"ssm:///bench/p{i:02}" for i in range(n)})
+                r[("ssm-env", n)] = measure([SSM_ENV, "-with-decryption", "true"], peer_env,
+                                            runs=max(10, RUNS // 2))
+                rows.append(("ssm-env (Go), `-with-decryption`", n, r[("ssm-env", n)],
+                             r[("ssm", n)]))
         print(f"### {transport}\n")
         print("| command | N | wall | CPU | wall vs kms-env | CPU vs kms-env |")
         print("|---|---:|---:|---:|---:|---:|")
@@ -298,6 +319,11 @@ def report(workdir, moto_port, plain_port, tls_port, quiet_port, h2_port, ca):
             for n in (1, 10, 50):
                 print(f"| {transport}: original / kms-env wall at N = {n} | "
                       f"{r[('orig', n)][0] / r[('kms', n)][0]:.1f}x | |")
+        # No slower than any Go peer at N = 1, each against kms-env doing the same work.
+        for peer, ours in (("shush", "kms"), ("ssm-env", "ssm")):
+            if (peer, 1) in r:
+                target(f"{transport}: `{ours}:` N = 1 wall (<= {peer}'s, Go)",
+                       r[(ours, 1)][0], r[(peer, 1)][0])
     size = os.path.getsize(BIN)
     target("stripped binary (<= 10 MB)", size / 1e6, 10, "MB", 1)
 
