@@ -2,7 +2,7 @@
 //! data key (one KMS `Decrypt`), then replace the file atomically (see `files`).
 
 use super::files::{data_error, data_key_blob, read_file, replace_file};
-use super::{read_value, with_aws};
+use super::{Then, read_value, with_aws};
 use crate::cli::{AddArgs, Global};
 use crate::envfile::{REGION_VAR, crypto, valid_key};
 use crate::error::{Class, Error, Reason};
@@ -66,12 +66,17 @@ pub fn add(global: &Global, args: AddArgs) -> Result<(), Error> {
     let mut file = read_file(&args.file, false)?;
     let blob = data_key_blob(&file, &args.file)?;
     let fallback = file.get(REGION_VAR).map(str::to_owned);
-    let key = with_aws(global, fallback.as_deref(), async |config, deadline| {
-        AwsKms::new(config)
-            .decrypt(&blob, &Context::new(), deadline)
-            .await
-            .map_err(|r| Reason::new(r.class, format!("{DATA_KEY_VAR}: {}", r.detail)))
-    })
+    let key = with_aws(
+        global,
+        fallback.as_deref(),
+        Then::Ends,
+        async |config, deadline| {
+            AwsKms::new(config)
+                .decrypt(&blob, &Context::new(), deadline)
+                .await
+                .map_err(|r| Reason::new(r.class, format!("{DATA_KEY_VAR}: {}", r.detail)))
+        },
+    )
     .map_err(Error::Value)?;
     let key = crypto::data_key(key.secret.expose()).map_err(Error::Value)?;
     for (name, value) in entries {

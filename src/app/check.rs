@@ -2,7 +2,7 @@
 //! any value; print a table (or the minimal IAM policy) and exit with the taxonomy of README "Exit codes".
 
 use super::files::read_dotenv;
-use super::{lookups, options, write_stdout};
+use super::{Then, lookups, options, write_stdout};
 use crate::cli::{CheckArgs, Global};
 use crate::envfile::REGION_VAR;
 use crate::error::{Error, Failure};
@@ -41,7 +41,7 @@ pub fn check(global: &Global, args: CheckArgs) -> Result<(), Error> {
         None => (std::env::vars_os().collect(), None),
     };
     let plan = Plan::new(vars, &options(global, false, &args.load));
-    let outcomes = lookups(global, &plan, fallback.as_deref());
+    let outcomes = lookups(global, &plan, fallback.as_deref(), Then::Ends);
     let rows = plan.report(&outcomes);
     drop(outcomes);
     if args.iam_policy {

@@ -1,6 +1,6 @@
 //! `kms-env decrypt`: the plaintext of one value of any reference form, on stdout.
 
-use super::{options, read_value, resolve_plan, write_stdout};
+use super::{Then, options, read_value, resolve_plan, write_stdout};
 use crate::cli::{DecryptArgs, Global};
 use crate::error::Error;
 use crate::plan::Plan;
@@ -27,7 +27,7 @@ pub fn decrypt(global: &Global, args: DecryptArgs) -> Result<(), Error> {
     env.push((OsString::from(name), OsString::from_vec(value)));
     let plan = Plan::new(env, &options(global, false, &[]));
     // One value: report its reason, not a list of variables.
-    let vars = resolve_plan(global, plan, None).map_err(|e| match e {
+    let vars = resolve_plan(global, plan, None, Then::Ends).map_err(|e| match e {
         Error::Resolve(mut failures) if !failures.is_empty() => {
             Error::Value(failures.swap_remove(0).reason)
         }

@@ -5,7 +5,7 @@
 //! are left as they are, so re-running on the output changes nothing.
 
 use super::files::read_dotenv;
-use super::{read_value, with_aws, write_stdout};
+use super::{Then, read_value, with_aws, write_stdout};
 use crate::cli::{EncodeFormat, EncryptArgs, Global};
 use crate::dotenv::{self, Pair};
 use crate::error::{Class, Error, Reason};
@@ -128,7 +128,7 @@ pub fn encrypt(global: &Global, args: EncryptArgs) -> Result<(), Error> {
     }
     check_plaintext(plaintext.expose(), bound).map_err(Error::Value)?;
     let context = global.context();
-    let value = with_aws(global, None, async |config, _| {
+    let value = with_aws(global, None, Then::Ends, async |config, _| {
         seal_value(
             &AwsKms::new(config),
             &args.key_id,
@@ -185,7 +185,7 @@ fn encrypt_file(global: &Global, args: &EncryptArgs) -> Result<(), Error> {
         }
     }
     let context = global.context();
-    let values: Vec<String> = with_aws(global, None, async |config, _| {
+    let values: Vec<String> = with_aws(global, None, Then::Ends, async |config, _| {
         let kms = AwsKms::new(config);
         encode_pairs(&kms, &args.key_id, &pairs, &selected, bind, &context).await
     })

@@ -1,7 +1,7 @@
 //! `kms-env exec`: resolve the process environment, then replace this process with the
 //! application (or supervise it with `--init`).
 
-use super::{options, resolve_plan};
+use super::{Then, options, resolve_plan};
 use crate::cli::{ExecArgs, Global};
 use crate::error::Error;
 use crate::plan::Plan;
@@ -23,7 +23,9 @@ pub fn exec(global: &Global, args: ExecArgs) -> Result<u8, Error> {
         &options(global, args.keep_references, &args.load),
     );
     debug!("{} variables hold references", plan.reference_count());
-    let vars = resolve_plan(global, plan, None)?;
+    // With `--init` this process stays as the application's parent.
+    let then = if args.init { Then::GoesOn } else { Then::Ends };
+    let vars = resolve_plan(global, plan, None, then)?;
     if let Some(interval) = args.refresh {
         let current = super::refresh::digests(&vars);
         let (vars, files) =

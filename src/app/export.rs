@@ -1,7 +1,7 @@
 //! `kms-env export`: resolve the process environment and print it for `eval`, Docker's
 //! `--env-file` or JSON tools (the formats are in `crate::export`).
 
-use super::{options, resolve_plan, write_stdout};
+use super::{Then, options, resolve_plan, write_stdout};
 use crate::cli::{ExportArgs, Global};
 use crate::error::Error;
 use crate::plan::Plan;
@@ -14,7 +14,7 @@ pub fn export(global: &Global, args: ExportArgs) -> Result<(), Error> {
         std::env::vars_os(),
         &options(global, args.keep_references, &args.load),
     );
-    let vars = resolve_plan(global, plan, None)?;
+    let vars = resolve_plan(global, plan, None, Then::Ends)?;
     let selected: Vars = if args.all {
         vars
     } else {

@@ -3,7 +3,7 @@
 //! call happens before the file is replaced (atomically, see `files`).
 
 use super::files::{data_key_blob, read_file, replace_file};
-use super::with_aws;
+use super::{Then, with_aws};
 use crate::cli::{Global, InitArgs};
 use crate::envfile::{EnvFile, REGION_VAR, crypto};
 use crate::error::{Class, Error, Reason};
@@ -24,18 +24,23 @@ pub fn init(global: &Global, args: InitArgs) -> Result<(), Error> {
         None
     };
     let fallback = file.get(REGION_VAR).map(str::to_owned);
-    with_aws(global, fallback.as_deref(), async |config, deadline| {
-        let kms = AwsKms::new(config);
-        rekey(
-            &kms,
-            &mut file,
-            &args.key_id,
-            old_blob.as_deref(),
-            &args.file,
-            deadline,
-        )
-        .await
-    })
+    with_aws(
+        global,
+        fallback.as_deref(),
+        Then::Ends,
+        async |config, deadline| {
+            let kms = AwsKms::new(config);
+            rekey(
+                &kms,
+                &mut file,
+                &args.key_id,
+                old_blob.as_deref(),
+                &args.file,
+                deadline,
+            )
+            .await
+        },
+    )
     .map_err(Error::Value)?;
     replace_file(&args.file, file.render().as_bytes())
 }

@@ -5,7 +5,7 @@
 
 use super::encrypt::{check_plaintext, seal_value};
 use super::files::{data_key_blob, read_unique_file};
-use super::{with_aws, write_stdout};
+use super::{Then, with_aws, write_stdout};
 use crate::cli::{Global, MigrateArgs};
 use crate::envfile::{REGION_VAR, crypto};
 use crate::error::{Class, Error, Reason};
@@ -29,8 +29,11 @@ pub fn migrate(global: &Global, args: &MigrateArgs) -> Result<(), Error> {
         .collect();
     let context = global.context();
     let path = args.file.display().to_string();
-    let sealed: HashMap<String, String> =
-        with_aws(global, fallback.as_deref(), async |config, deadline| {
+    let sealed: HashMap<String, String> = with_aws(
+        global,
+        fallback.as_deref(),
+        Then::Ends,
+        async |config, deadline| {
             let kms = AwsKms::new(config);
             let dk = kms
                 .decrypt(&blob, &Context::new(), deadline)
@@ -67,8 +70,9 @@ pub fn migrate(global: &Global, args: &MigrateArgs) -> Result<(), Error> {
             }))
             .await?;
             Ok(plaintexts.into_iter().map(|(k, _)| k).zip(values).collect())
-        })
-        .map_err(Error::Value)?;
+        },
+    )
+    .map_err(Error::Value)?;
     file.map_values::<Error>(|key, value| {
         Ok(value
             .starts_with(SECURE_PREFIX)

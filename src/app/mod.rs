@@ -1,4 +1,4 @@
-//! Wiring: command line → plan → resolve (one tokio runtime, dropped before exec) → exec or print.
+//! Wiring: command line → plan → resolve (one tokio runtime per resolution) → exec or print.
 //!
 //! This is the only module that touches the process environment, files, stdin and stdout;
 //! everything it calls is either pure (`plan`, `reference`, `envfile`, `dotenv`, `export`,
@@ -93,13 +93,25 @@ fn init_logging(global: &Global) {
         .try_init();
 }
 
+/// What the process does after its AWS work, which decides what becomes of the runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// It ends soon, by `execve` or exit: the runtime, its tasks and its connections are left to
+    /// the kernel, which discards them with the address space (every descriptor is close-on-exec),
+    /// instead of being torn down one by one first (BENCHMARKS.md: 1 to 2 ms at N = 50).
+    Ends,
+    /// It goes on (`--init` supervising, the refresh rounds): the runtime is shut down.
+    GoesOn,
+}
+
 /// Runs `work` with the AWS configuration under the one deadline (`--timeout`, which `work` is
-/// given too), on a fresh current-thread runtime that is gone when this returns: loading the
-/// configuration counts against the deadline, and nothing runs past it. `fallback_region` is an
-/// env file's region.
+/// given too), on a fresh current-thread runtime that nothing runs on after this returns:
+/// loading the configuration counts against the deadline, and nothing runs past it.
+/// `fallback_region` is an env file's region; `then` decides whether the runtime is shut down.
 fn with_aws<T>(
     global: &Global,
     fallback_region: Option<&str>,
+    then: Then,
     work: impl AsyncFnOnce(&SdkConfig, Instant) -> Result<T, Reason>,
 ) -> Result<T, Reason> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -132,8 +144,12 @@ fn with_aws<T>(
                 ))
             })
     });
-    // Do not wait for lingering tasks (a DNS lookup past the deadline): we exec or exit next.
-    rt.shutdown_background();
+    match then {
+        // Never polled again: its connections close with the process image.
+        Then::Ends => std::mem::forget(rt),
+        // Do not wait for lingering tasks (a DNS lookup past the deadline).
+        Then::GoesOn => rt.shutdown_background(),
+    }
     out
 }
 
@@ -148,23 +164,28 @@ fn options(global: &Global, keep_references: bool, loads: &[String]) -> Options 
 
 /// Looks up everything `plan` needs; without references, no AWS configuration is loaded.
 /// `fallback_region` (an env file's `AWS_REGION`) is used when no region is configured.
-fn lookups(global: &Global, plan: &Plan, fallback_region: Option<&str>) -> Outcomes {
+fn lookups(global: &Global, plan: &Plan, fallback_region: Option<&str>, then: Then) -> Outcomes {
     if !plan.is_empty() && !global.start_jitter.is_zero() {
         let pause = global.start_jitter.mul_f64(jitter());
         debug!("start jitter: waiting {} ms", pause.as_millis());
         std::thread::sleep(pause);
     }
-    lookups_now(global, plan, fallback_region)
+    lookups_now(global, plan, fallback_region, then)
 }
 
 /// [`lookups`] without the start jitter (the refresh rounds have their own).
-fn lookups_now(global: &Global, plan: &Plan, fallback_region: Option<&str>) -> Outcomes {
+fn lookups_now(
+    global: &Global,
+    plan: &Plan,
+    fallback_region: Option<&str>,
+    then: Then,
+) -> Outcomes {
     if plan.is_empty() {
         debug!("no references to resolve; AWS configuration not loaded");
         return Outcomes::default();
     }
     info!("resolving {}", plan.lookups.summary());
-    with_aws(global, fallback_region, async |config, deadline| {
+    with_aws(global, fallback_region, then, async |config, deadline| {
         let kms = AwsKms::new(config);
         let ssm = AwsSsm::new(config);
         let sm = AwsSecretsManager::new(config);
@@ -179,9 +200,14 @@ fn lookups_now(global: &Global, plan: &Plan, fallback_region: Option<&str>) -> O
 }
 
 /// Resolves every reference in `plan` into the final variables.
-fn resolve_plan(global: &Global, plan: Plan, fallback_region: Option<&str>) -> Result<Vars, Error> {
+fn resolve_plan(
+    global: &Global,
+    plan: Plan,
+    fallback_region: Option<&str>,
+    then: Then,
+) -> Result<Vars, Error> {
     let started = std::time::Instant::now();
-    let outcomes = lookups(global, &plan, fallback_region);
+    let outcomes = lookups(global, &plan, fallback_region, then);
     let applied = plan.apply_noted(outcomes).map_err(Error::Resolve)?;
     for note in &applied.notes {
         info!("{note}");

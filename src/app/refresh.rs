@@ -5,7 +5,7 @@
 //! application alone; a change restarts it, stops it, or rewrites its `*_FILE` files in place
 //! and signals it.
 
-use super::{files_dir, lookups_now, options};
+use super::{Then, files_dir, lookups_now, options};
 use crate::aws::jitter;
 use crate::cli::{ExecArgs, Global, OnChange};
 use crate::error::printable;
@@ -110,7 +110,7 @@ impl Refresher for Rounds<'_> {
             &options(self.global, self.args.keep_references, &self.args.load),
         );
         let count = plan.reference_count();
-        let outcomes = lookups_now(self.global, &plan, None);
+        let outcomes = lookups_now(self.global, &plan, None, Then::GoesOn);
         let vars = match plan.apply(outcomes) {
             Ok(vars) => vars,
             Err(failures) => {

@@ -1,7 +1,7 @@
 //! `kms-env show FILE`: an env file with every reference resolved, on stdout (debugging only).
 
 use super::files::read_unique_file;
-use super::{options, resolve_plan, write_stdout};
+use super::{Then, options, resolve_plan, write_stdout};
 use crate::cli::{Global, ShowArgs};
 use crate::envfile::REGION_VAR;
 use crate::error::Error;
@@ -22,7 +22,7 @@ pub fn show(global: &Global, args: ShowArgs) -> Result<(), Error> {
         .collect();
     let plan = Plan::new(pairs, &options(global, true, &[]));
     let fallback = file.get(REGION_VAR).map(str::to_owned);
-    let vars = resolve_plan(global, plan, fallback.as_deref())?;
+    let vars = resolve_plan(global, plan, fallback.as_deref(), Then::Ends)?;
     let mut resolved: HashMap<String, Secret> = HashMap::new();
     for (name, value) in vars {
         if let Value::Secret(s) = value {

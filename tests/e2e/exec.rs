@@ -1,7 +1,7 @@
 //! `kms-env exec`: injection, pass-through, argv, exit code, PID and signals.
 
 use crate::common::*;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader};
 use std::os::unix::ffi::OsStrExt;
 
@@ -216,4 +216,65 @@ fn an_environment_grown_past_arg_max_is_a_clear_error_not_e2big() {
     let (r, dump) = exec_dump(&env, &[], &[]);
     assert_eq!(r.code, Some(0), "{}", r.stderr());
     assert_eq!(dump.var("V7").unwrap(), params[7].1.as_bytes());
+}
+
+/// The shell command that prints its own open descriptors with their targets.
+/// (One command, no pipeline: a shell holds a pipeline's pipes while its first command runs.)
+const LIST_DESCRIPTORS: &str = "find /proc/$$/fd -mindepth 1 -printf '%f %l\\n'";
+
+/// The descriptor numbers of a [`LIST_DESCRIPTORS`] listing, in order.
+fn numbers(listing: &str) -> Vec<u32> {
+    let mut numbers: Vec<u32> = listing
+        .lines()
+        .filter_map(|l| l.split(' ').next()?.parse().ok())
+        .collect();
+    numbers.sort_unstable();
+    numbers
+}
+
+/// `command` run with only stdin, stdout and stderr open: bash closes every other descriptor it
+/// inherited (from the test process, where other tests' descriptors come and go) first.
+fn with_only_stdio(command: &[&OsStr]) -> std::process::Command {
+    let mut cmd = std::process::Command::new("bash");
+    cmd.args([
+        "-c",
+        "for fd in /proc/$$/fd/*; do n=${fd##*/}; [ \"$n\" -gt 2 ] && eval \"exec $n>&-\"; done; exec \"$@\"",
+        "bash",
+    ])
+    .args(command)
+    .stdin(std::process::Stdio::null());
+    cmd
+}
+
+#[test]
+fn the_application_inherits_no_descriptor_of_the_calls() {
+    // kms-env leaves its runtime and its 20 open connections to execve (they are close-on-exec)
+    // instead of closing them one by one: none may reach the application, with or without
+    // --init. What the shell has when started the same way directly (its pipe) is the
+    // expectation.
+    let sh: [&OsStr; 3] = ["sh".as_ref(), "-c".as_ref(), LIST_DESCRIPTORS.as_ref()];
+    let direct = run(&mut with_only_stdio(&sh));
+    assert_eq!(direct.code, Some(0), "{}", direct.stderr());
+    assert_eq!(numbers(&direct.stdout()), [0, 1, 2], "{}", direct.stdout());
+    let plaintexts: Vec<String> = (0..20).map(|i| format!("fd-plaintext-{i:02}")).collect();
+    let values = seed(&plaintexts, &[]);
+    let mut env = aws_env();
+    for (i, v) in values.iter().enumerate() {
+        env.insert(format!("FD{i:02}").into(), v.into());
+    }
+    let bin: &OsStr = env!("CARGO_BIN_EXE_kms-env").as_ref();
+    for extra in [&[][..], &["--init"][..]] {
+        let mut command = vec![bin, "exec".as_ref()];
+        command.extend(extra.iter().map(|e| OsStr::new(*e)));
+        command.push("--".as_ref());
+        command.extend(sh);
+        let r = run(with_only_stdio(&command).env_clear().envs(&env));
+        assert_eq!(r.code, Some(0), "{extra:?}: {}", r.stderr());
+        assert_eq!(
+            numbers(&r.stdout()),
+            numbers(&direct.stdout()),
+            "{extra:?}: {}",
+            r.stdout()
+        );
+    }
 }

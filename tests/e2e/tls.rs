@@ -77,20 +77,29 @@ fn concurrent_decrypts_with(n: usize, url: &str, ca_pem: &str, extra: &[(&str, &
 
 #[test]
 fn concurrent_connections_resume_the_first_ones_tls_session() {
-    let (url, ca_pem, handshakes) = tls_front_with(2);
-    let r = concurrent_decrypts(12, &url, &ca_pem);
-    assert!(
-        r.stderr().contains("HTTP/1.1") && !r.stderr().contains("HTTP/2"),
-        "a server without ALPN is spoken to in HTTP/1.1: {}",
-        r.stderr()
+    // The other connections wait for the first one's tickets for at most 20 ms (src/aws/
+    // resume.rs); a loaded test machine can make a debug build's handshake slower than that
+    // (seen once in the full suite: 12 full handshakes), so up to three starts, each against a
+    // fresh front.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let (url, ca_pem, handshakes) = tls_front_with(2);
+        let r = concurrent_decrypts(12, &url, &ca_pem);
+        assert!(
+            r.stderr().contains("HTTP/1.1") && !r.stderr().contains("HTTP/2"),
+            "a server without ALPN is spoken to in HTTP/1.1: {}",
+            r.stderr()
+        );
+        let (full, resumed) = (handshakes.full(), handshakes.resumed());
+        assert_eq!(full + resumed, 12, "one connection per concurrent call");
+        if resumed >= 2 && full < 12 {
+            return;
+        }
+        seen.push((full, resumed));
+    }
+    panic!(
+        "(full, resumed) handshakes of each start: {seen:?}; the first one's two tickets are used"
     );
-    let (full, resumed) = (handshakes.full(), handshakes.resumed());
-    assert_eq!(full + resumed, 12, "one connection per concurrent call");
-    assert!(
-        resumed >= 2,
-        "the first handshake's two tickets are used: {full} full, {resumed} resumed"
-    );
-    assert!(full < 12, "{full} full handshakes");
 }
 
 #[test]
