@@ -98,7 +98,7 @@ fn init_logging(global: &Global) {
 enum Then {
     /// It ends soon, by `execve` or exit: the runtime, its tasks and its connections are left to
     /// the kernel, which discards them with the address space (every descriptor is close-on-exec),
-    /// instead of being torn down one by one first (BENCHMARKS.md: 1 to 2 ms at N = 50).
+    /// instead of being torn down one by one first (BENCHMARKS.md: about 2 ms at N = 50).
     Ends,
     /// It goes on (`--init` supervising, the refresh rounds): the runtime is shut down.
     GoesOn,
