@@ -24,7 +24,10 @@ pub mod resume;
 pub mod tls;
 
 use crate::error::{Class, REGION_HINT, Reason};
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::ProvideCredentials as _;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_kms::config::http::HttpResponse;
 use aws_sdk_kms::config::interceptors::{
@@ -34,8 +37,9 @@ use aws_sdk_kms::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
+use futures_util::FutureExt as _;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -265,10 +269,25 @@ pub async fn load_config(
     deadline_len: Duration,
 ) -> Result<SdkConfig, Reason> {
     let http = tls::http_client()?;
-    let loader = aws_config::defaults(BehaviorVersion::latest())
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http.clone())
-        .region(region::chain(region, fallback, http));
+        .region(region::chain(region, fallback, http))
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
+    if environment_has_credentials() {
+        loader = loader.credentials_provider(EnvironmentVariableCredentialsProvider::new());
+    }
     Ok(tune_for_startup(loader.load().await, deadline_len))
+}
+
+/// Whether the environment's static credentials load. The default chain tries them first and
+/// stops there when they do, so giving the loader that provider alone answers the same, without
+/// building the chain's other providers: the web identity provider makes an STS client at once,
+/// whose partition table costs as much as a service client (BENCHMARKS.md).
+fn environment_has_credentials() -> bool {
+    EnvironmentVariableCredentialsProvider::new()
+        .provide_credentials()
+        .now_or_never()
+        .is_some_and(|loaded| loaded.is_ok())
 }
 
 /// The configuration error for a call without a region.
@@ -276,20 +295,25 @@ pub fn no_region() -> Reason {
     Reason::new(Class::Config, region::tried()).with_hint(REGION_HINT)
 }
 
-/// One service's clients: one for the configured region, made once, and one per other region
-/// on demand (references by ARN go to the ARN's region).
+/// One service's clients: one for the configured region, made on first use and kept, and one
+/// per other region on demand (references by ARN go to the ARN's region).
+///
+/// Made on first use because making an SDK client is not free: each service's crate compiles
+/// its partition table's regular expressions for its first client (about 0.4 M instructions,
+/// BENCHMARKS.md), and a start that reads only `kms:` values should not pay for the SSM and
+/// Secrets Manager clients.
 pub struct Regional<C> {
     config: SdkConfig,
-    default: Option<C>,
+    default: OnceLock<C>,
     make: fn(&SdkConfig) -> C,
 }
 
 impl<C: Clone> Regional<C> {
-    /// Clients made by `make` (e.g. `aws_sdk_ssm::Client::new`) from `config`.
+    /// Clients made by `make` (e.g. `aws_sdk_ssm::Client::new`) from `config`, when first asked for.
     pub fn new(config: &SdkConfig, make: fn(&SdkConfig) -> C) -> Self {
         Regional {
             config: config.clone(),
-            default: config.region().map(|_| make(config)),
+            default: OnceLock::new(),
             make,
         }
     }
@@ -305,7 +329,11 @@ impl<C: Clone> Regional<C> {
                     .build();
                 Ok((self.make)(&config))
             }
-            _ => self.default.clone().ok_or_else(no_region),
+            _ if self.config.region().is_none() => Err(no_region()),
+            _ => Ok(self
+                .default
+                .get_or_init(|| (self.make)(&self.config))
+                .clone()),
         }
     }
 }
