@@ -25,7 +25,6 @@ use aws_smithy_runtime_api::client::http::{
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
-use base64::Engine as _;
 use hyper_util::client::proxy::matcher::Matcher;
 use rustls_pki_types::{CertificateDer, TrustAnchor};
 use std::ffi::OsString;
@@ -48,20 +47,27 @@ const SYSTEM_BUNDLES: &[&str] = &[
 pub const EXTRA_CA_VARS: &[&str] = &["AWS_CA_BUNDLE", "SSL_CERT_FILE"];
 
 /// The certificates of a PEM blob (`None` for a block that is not base64). Certificates are
-/// public, so this decodes with the plain base64 decoder: the constant-time one that
+/// public, so this decodes with a plain base64 decoder: the constant-time one that
 /// `rustls-pki-types` uses for all PEM (it is made for private keys) was most of the CPU of
-/// reading a 140-certificate system bundle at each HTTPS start (BENCHMARKS.md).
+/// reading a 140-certificate system bundle at each HTTPS start. Lines are found with `memchr`
+/// and the blocks decoded by `base64-simd` (both already in the SDK's dependency tree): a
+/// byte-by-byte line split and the scalar decoder were most of what was left (BENCHMARKS.md).
 fn pem_certificates(pem: &[u8]) -> impl Iterator<Item = Option<CertificateDer<'static>>> + '_ {
-    let mut lines = pem
-        .split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let mut start = 0;
+    let mut ends = memchr::memchr_iter(b'\n', pem).chain(std::iter::once(pem.len()));
+    let mut lines = std::iter::from_fn(move || {
+        let end = ends.next()?;
+        let line = &pem[start.min(end)..end];
+        start = end + 1;
+        Some(line.strip_suffix(b"\r").unwrap_or(line))
+    });
     std::iter::from_fn(move || {
         lines.find(|l| l.trim_ascii() == b"-----BEGIN CERTIFICATE-----")?;
         let mut b64 = Vec::with_capacity(4096);
         for line in lines.by_ref() {
             let line = line.trim_ascii();
             if line == b"-----END CERTIFICATE-----" {
-                let decode = |b64: &[u8]| base64::engine::general_purpose::STANDARD.decode(b64);
+                let decode = |b64: &[u8]| base64_simd::STANDARD.decode_to_vec(b64);
                 // Whitespace inside a line is rare: dropped only when the lines do not decode.
                 let der = decode(&b64).or_else(|_| {
                     b64.retain(|b| !b.is_ascii_whitespace());
