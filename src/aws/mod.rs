@@ -24,17 +24,24 @@ pub mod resume;
 pub mod tls;
 
 use crate::error::{Class, REGION_HINT, Reason};
+use aws_config::ecs::EcsCredentialsProvider;
 use aws_config::environment::EnvironmentVariableCredentialsProvider;
+use aws_config::imds::credentials::ImdsCredentialsProvider;
+use aws_config::meta::credentials::CredentialsProviderChain;
+use aws_config::profile::ProfileFileCredentialsProvider;
+use aws_config::provider_config::ProviderConfig;
 use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
+use aws_config::web_identity_token::WebIdentityTokenCredentialsProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::provider::ProvideCredentials as _;
 use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials as _, SharedCredentialsProvider};
 use aws_sdk_kms::config::http::HttpResponse;
 use aws_sdk_kms::config::interceptors::{
     BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
 };
 use aws_sdk_kms::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use futures_util::FutureExt as _;
@@ -269,25 +276,79 @@ pub async fn load_config(
     deadline_len: Duration,
 ) -> Result<SdkConfig, Reason> {
     let http = tls::http_client()?;
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+    let loaded = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http.clone())
-        .region(region::chain(region, fallback, http))
-        .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
-    if environment_has_credentials() {
-        loader = loader.credentials_provider(EnvironmentVariableCredentialsProvider::new());
-    }
-    Ok(tune_for_startup(loader.load().await, deadline_len))
+        .region(region::chain(region, fallback, http.clone()))
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+        .no_credentials()
+        .load()
+        .await;
+    let credentials = credentials(&loaded, http);
+    let config = loaded
+        .into_builder()
+        .credentials_provider(credentials)
+        .build();
+    Ok(tune_for_startup(config, deadline_len))
 }
 
-/// Whether the environment's static credentials load. The default chain tries them first and
-/// stops there when they do, so giving the loader that provider alone answers the same, without
-/// building the chain's other providers: the web identity provider makes an STS client at once,
-/// whose partition table costs as much as a service client (BENCHMARKS.md).
-fn environment_has_credentials() -> bool {
-    EnvironmentVariableCredentialsProvider::new()
+/// The credentials: `aws-config`'s default chain, made of its own providers in its order
+/// (the environment, the profile, web identity, the ECS or EKS container endpoint, EC2
+/// instance metadata; README "AWS configuration"), with two links left out where they could
+/// never answer, because making them is not free:
+///
+/// - when the environment's keys load, the chain stops at them, so the environment's provider
+///   is the whole chain;
+/// - without `AWS_WEB_IDENTITY_TOKEN_FILE` the web identity link only says "not loaded", and it
+///   makes an STS client when built, whose partition table costs as much as a service client
+///   (about 0.5 M instructions, 15 % of a task-role start; BENCHMARKS.md). Web identity set up in
+///   a profile is the profile link's, which stays.
+fn credentials(config: &SdkConfig, http: SharedHttpClient) -> SharedCredentialsProvider {
+    let environment = EnvironmentVariableCredentialsProvider::new();
+    if environment
         .provide_credentials()
         .now_or_never()
         .is_some_and(|loaded| loaded.is_ok())
+    {
+        return SharedCredentialsProvider::new(environment);
+    }
+    // What the loader gives its own chain (`aws_config::ConfigLoader::load`); the links below
+    // are `DefaultCredentialsChain`'s (aws-config 1.13), in its order: re-check on upgrades.
+    let mut conf = ProviderConfig::default()
+        .with_http_client(http)
+        .with_region(config.region().cloned())
+        .with_use_fips(config.use_fips())
+        .with_use_dual_stack(config.use_dual_stack())
+        .with_behavior_version(config.behavior_version());
+    if let Some(retry) = config.retry_config() {
+        conf = conf.with_retry_config(retry.clone());
+    }
+    if let Some(timeouts) = config.timeout_config() {
+        conf = conf.with_timeout_config(timeouts.clone());
+    }
+    let mut chain = CredentialsProviderChain::first_try("Environment", environment).or_else(
+        "Profile",
+        ProfileFileCredentialsProvider::builder()
+            .configure(&conf)
+            .build(),
+    );
+    if std::env::var_os("AWS_WEB_IDENTITY_TOKEN_FILE").is_some() {
+        chain = chain.or_else(
+            "WebIdentityToken",
+            WebIdentityTokenCredentialsProvider::builder()
+                .configure(&conf)
+                .build(),
+        );
+    }
+    let chain = chain
+        .or_else(
+            "EcsContainer",
+            EcsCredentialsProvider::builder().configure(&conf).build(),
+        )
+        .or_else(
+            "Ec2InstanceMetadata",
+            ImdsCredentialsProvider::builder().configure(&conf).build(),
+        );
+    SharedCredentialsProvider::new(chain)
 }
 
 /// The configuration error for a call without a region.

@@ -94,6 +94,111 @@ fn a_blank_secret_key_in_the_environment_falls_through_to_the_task_role() {
 }
 
 #[test]
+fn a_profile_with_credential_process_provides_the_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("asked");
+    let script = dir.path().join("creds.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ntouch '{}'\necho '{{\"Version\": 1, \"AccessKeyId\": \"AKIDPROCESS\", \
+             \"SecretAccessKey\": \"process-secret\", \"SessionToken\": \"process-token\"}}'\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = dir.path().join("config");
+    std::fs::write(
+        &config,
+        format!("[profile app]\ncredential_process = {}\n", script.display()),
+    )
+    .unwrap();
+    let mut env = keyless_env();
+    env.insert("AWS_CONFIG_FILE".into(), config.into());
+    env.insert("AWS_PROFILE".into(), "app".into());
+    env.insert("K".into(), cli_encrypt(b"profile-process-plaintext").into());
+    let (r, dump) = exec_dump(&env, &[], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    assert_eq!(dump.var("K").unwrap(), b"profile-process-plaintext");
+    assert!(
+        marker.exists(),
+        "the profile's credential_process was not run"
+    );
+    assert_no_plaintext(&r, &[b"profile-process-plaintext", b"process-secret"]);
+}
+
+/// A loopback EC2 instance metadata service (IMDSv2) with one role; logs each request line.
+fn instance_metadata() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    const TOKEN: &str = "imds-session-token";
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            let mut has_token = false;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if request.is_empty() {
+                    request = line.trim_end().to_owned();
+                }
+                let lower = line.to_ascii_lowercase();
+                has_token |= lower.starts_with("x-aws-ec2-metadata-token:") && line.contains(TOKEN);
+            }
+            log.lock().unwrap().push(request.clone());
+            let path = request.split(' ').nth(1).unwrap_or_default();
+            let (status, body) = match (request.starts_with("PUT "), path) {
+                (true, "/latest/api/token") => ("200 OK", TOKEN.to_owned()),
+                (false, _) if !has_token => ("401 Unauthorized", String::new()),
+                (false, "/latest/meta-data/iam/security-credentials/") => {
+                    ("200 OK", "app-instance-role".to_owned())
+                }
+                (false, "/latest/meta-data/iam/security-credentials/app-instance-role") => (
+                    "200 OK",
+                    r#"{"Code":"Success","LastUpdated":"2026-01-01T00:00:00Z","Type":"AWS-HMAC","AccessKeyId":"AKIDINSTANCE","SecretAccessKey":"instance-secret","Token":"instance-token","Expiration":"2099-01-01T00:00:00Z"}"#.to_owned(),
+                ),
+                _ => ("404 Not Found", String::new()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nx-aws-ec2-metadata-token-ttl-seconds: 21600\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn ec2_instance_metadata_provides_the_credentials_last() {
+    let (url, seen) = instance_metadata();
+    let mut env = keyless_env();
+    env.remove(std::ffi::OsStr::new("AWS_EC2_METADATA_DISABLED"));
+    env.insert("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), url.into());
+    env.insert("K".into(), cli_encrypt(b"instance-role-plaintext").into());
+    let (r, dump) = exec_dump(&env, &[], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    assert_eq!(dump.var("K").unwrap(), b"instance-role-plaintext");
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.iter()
+            .any(|r| r
+                .starts_with("GET /latest/meta-data/iam/security-credentials/app-instance-role ")),
+        "the role's credentials were not asked for: {seen:?}"
+    );
+    assert_no_plaintext(&r, &[b"instance-role-plaintext", b"instance-secret"]);
+}
+
+#[test]
 fn no_credentials_at_all_is_77_with_a_hint() {
     let mut env = keyless_env();
     env.insert("K".into(), cli_encrypt(b"no-creds-plaintext").into());
