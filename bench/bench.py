@@ -10,6 +10,8 @@ kms-env, then measures, side by side in one run, the median wall time and the me
 
   * `true` alone (the baseline);
   * kms-env exec with N = 0, 1, 10, 50 kms: values, and N = 1, 10, 50 ssm: references;
+  * kms-env exec with N = 1, 10 kms: values and an ECS task role instead of static keys (the
+    credentials from a loopback container credentials endpoint in this process);
   * a shell entrypoint that loops `aws kms decrypt` per variable (N = 1, 10);
   * the original kms-env: `eval $(kms-env decrypt)` via Node (N = 1, 10, 50 secure: values);
   * where BENCH_SHUSH and BENCH_SSM_ENV name binaries of the Go peers (nothing here builds
@@ -141,6 +143,34 @@ def make_ca(workdir):
     return paths
 
 
+def start_credentials_server():
+    """A loopback ECS container credentials endpoint (what the ECS agent serves a task with a task
+    role), in a thread of this process; returns its URL."""
+    import http.server
+    import json
+    import threading
+    body = json.dumps({"AccessKeyId": "bench", "SecretAccessKey": "bench", "Token": "bench",
+                       "Expiration": "2099-01-01T00:00:00Z"}).encode()
+
+    class Credentials(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Credentials)
+    server.request_queue_size = 128
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/v2/credentials/task"
+
+
 def start_proxy(moto_port, tls=None):
     args = [PROXY, str(moto_port), str(LATENCY_MS)] + (list(tls) if tls else [])
     proxy = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
@@ -198,6 +228,7 @@ def report(workdir, moto_port, plain_port, tls_port, quiet_port, h2_port, ca):
             base_env, AWS_ENDPOINT_URL=f"https://localhost:{h2_port}", AWS_CA_BUNDLE=ca),
     }
 
+    credentials_url = start_credentials_server()
     import boto3
     session = dict(endpoint_url=direct["AWS_ENDPOINT_URL"], region_name="us-east-1",
                    aws_access_key_id="bench", aws_secret_access_key="bench")
@@ -234,6 +265,12 @@ def report(workdir, moto_port, plain_port, tls_port, quiet_port, h2_port, ca):
         def kms_env(n):
             return dict(env, **{f"S{i:02}": f"kms:{values[i]}" for i in range(n)})
 
+        def role_env(n):
+            # No static keys: the credentials come from the task role's endpoint, as on ECS.
+            e = dict(kms_env(n), AWS_CONTAINER_CREDENTIALS_FULL_URI=credentials_url)
+            del e["AWS_ACCESS_KEY_ID"], e["AWS_SECRET_ACCESS_KEY"]
+            return e
+
         def ssm_env(n):
             return dict(env, **{f"S{i:02}": f"ssm:/bench/p{i:02}" for i in range(n)})
 
@@ -254,6 +291,9 @@ def report(workdir, moto_port, plain_port, tls_port, quiet_port, h2_port, ca):
         for n in () if quiet else (1, 10, 50):
             r[("ssm", n)] = measure(ours_cmd, ssm_env(n))
             rows.append(("kms-env exec, `ssm:`", n, r[("ssm", n)], None))
+        for n in () if quiet else (1, 10):
+            r[("role", n)] = measure(ours_cmd, role_env(n))
+            rows.append(("kms-env exec, `kms:`, ECS task role", n, r[("role", n)], None))
         if not quiet or "HTTP/2" in transport:
             r["rss"] = max(peak_rss_kib(ours_cmd, kms_env(50)) for _ in range(5))
         if not ONLY_OURS and not quiet:
