@@ -48,49 +48,48 @@ fn the_ecs_task_role_provides_the_credentials() {
     );
 }
 
-/// kms-env gives the loader the environment's provider alone when the environment's keys load
-/// (README "AWS configuration"); this and the next test pin that it answers as the default
-/// chain does on both sides of that check.
-#[test]
-fn static_keys_in_the_environment_come_before_the_task_role() {
+/// Resolves one `kms:` value with `env` and an ECS task role beside it; returns the request
+/// lines the task role's endpoint saw.
+fn resolve_beside_a_task_role(
+    mut env: std::collections::BTreeMap<std::ffi::OsString, std::ffi::OsString>,
+    plaintext: &[u8],
+) -> Vec<String> {
     let creds = credentials_server();
-    let mut env = aws_env();
     env.insert(
         "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
         creds.url.clone().into(),
     );
-    env.insert("K".into(), cli_encrypt(b"static-first-plaintext").into());
+    env.insert("K".into(), cli_encrypt(plaintext).into());
     let (r, dump) = exec_dump(&env, &[], &[]);
     assert_eq!(r.code, Some(0), "{}", r.stderr());
-    assert_eq!(dump.var("K").unwrap(), b"static-first-plaintext");
+    assert_eq!(dump.var("K").unwrap(), plaintext);
+    assert_no_plaintext(&r, &[plaintext, b"task-role-secret"]);
+    creds.requests.lock().unwrap().clone()
+}
+
+/// When the environment's keys load, kms-env's credentials chain is the environment's provider
+/// alone (README "AWS configuration"); this and the next test pin that it answers as the
+/// default chain does on both sides of that check.
+#[test]
+fn static_keys_in_the_environment_come_before_the_task_role() {
+    let requests = resolve_beside_a_task_role(aws_env(), b"static-first-plaintext");
     assert!(
-        creds.requests.lock().unwrap().is_empty(),
-        "the credentials server was asked although the environment has keys"
+        requests.is_empty(),
+        "the credentials server was asked although the environment has keys: {requests:?}"
     );
-    assert_no_plaintext(&r, &[b"static-first-plaintext"]);
 }
 
 #[test]
 fn a_blank_secret_key_in_the_environment_falls_through_to_the_task_role() {
-    let creds = credentials_server();
     let mut env = aws_env();
     env.insert("AWS_SECRET_ACCESS_KEY".into(), " ".into());
-    env.insert(
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
-        creds.url.clone().into(),
-    );
-    env.insert("K".into(), cli_encrypt(b"fall-through-plaintext").into());
-    let (r, dump) = exec_dump(&env, &[], &[]);
-    assert_eq!(r.code, Some(0), "{}", r.stderr());
-    assert_eq!(dump.var("K").unwrap(), b"fall-through-plaintext");
-    let requests = creds.requests.lock().unwrap();
+    let requests = resolve_beside_a_task_role(env, b"fall-through-plaintext");
     assert!(
         requests
             .first()
             .is_some_and(|r| r.starts_with("GET /v2/credentials/task ")),
         "the task role was not asked: {requests:?}"
     );
-    assert_no_plaintext(&r, &[b"fall-through-plaintext", b"task-role-secret"]);
 }
 
 #[test]
