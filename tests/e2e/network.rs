@@ -127,67 +127,46 @@ fn a_profile_with_credential_process_provides_the_credentials() {
     assert_no_plaintext(&r, &[b"profile-process-plaintext", b"process-secret"]);
 }
 
-/// A loopback EC2 instance metadata service (IMDSv2) with one role; logs each request line.
-fn instance_metadata() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::{BufRead, BufReader, Write};
+/// A loopback EC2 instance metadata service (IMDSv2) with one role.
+fn instance_metadata() -> JsonServer {
     const TOKEN: &str = "imds-session-token";
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request = String::new();
-            let mut has_token = false;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if request.is_empty() {
-                    request = line.trim_end().to_owned();
-                }
-                let lower = line.to_ascii_lowercase();
-                has_token |= lower.starts_with("x-aws-ec2-metadata-token:") && line.contains(TOKEN);
-            }
-            log.lock().unwrap().push(request.clone());
-            let path = request.split(' ').nth(1).unwrap_or_default();
-            let (status, body) = match (request.starts_with("PUT "), path) {
-                (true, "/latest/api/token") => ("200 OK", TOKEN.to_owned()),
-                (false, _) if !has_token => ("401 Unauthorized", String::new()),
-                (false, "/latest/meta-data/iam/security-credentials/") => {
-                    ("200 OK", "app-instance-role".to_owned())
-                }
-                (false, "/latest/meta-data/iam/security-credentials/app-instance-role") => (
-                    "200 OK",
-                    r#"{"Code":"Success","LastUpdated":"2026-01-01T00:00:00Z","Type":"AWS-HMAC","AccessKeyId":"AKIDINSTANCE","SecretAccessKey":"instance-secret","Token":"instance-token","Expiration":"2099-01-01T00:00:00Z"}"#.to_owned(),
-                ),
-                _ => ("404 Not Found", String::new()),
+    http_server("", |head| {
+        let line = head.lines().next().unwrap_or_default();
+        let path = line.split(' ').nth(1).unwrap_or_default();
+        if line.starts_with("PUT ") && path == "/latest/api/token" {
+            return Reply {
+                status: "200 OK",
+                headers: "x-aws-ec2-metadata-token-ttl-seconds: 21600\r\n",
+                body: TOKEN.to_owned(),
             };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\nx-aws-ec2-metadata-token-ttl-seconds: 21600\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
         }
-    });
-    (url, seen)
+        if !has_header(head, "x-aws-ec2-metadata-token", TOKEN) {
+            return Reply::status("401 Unauthorized");
+        }
+        match path {
+            "/latest/meta-data/iam/security-credentials/" => Reply::ok("app-instance-role".into()),
+            "/latest/meta-data/iam/security-credentials/app-instance-role" => Reply::ok(
+                r#"{"Code":"Success","LastUpdated":"2026-01-01T00:00:00Z","Type":"AWS-HMAC","AccessKeyId":"AKIDINSTANCE","SecretAccessKey":"instance-secret","Token":"instance-token","Expiration":"2099-01-01T00:00:00Z"}"#.to_owned(),
+            ),
+            _ => Reply::status("404 Not Found"),
+        }
+    })
 }
 
 #[test]
 fn ec2_instance_metadata_provides_the_credentials_last() {
-    let (url, seen) = instance_metadata();
+    let imds = instance_metadata();
     let mut env = keyless_env();
     env.remove(std::ffi::OsStr::new("AWS_EC2_METADATA_DISABLED"));
-    env.insert("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), url.into());
+    env.insert(
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT".into(),
+        imds.url.clone().into(),
+    );
     env.insert("K".into(), cli_encrypt(b"instance-role-plaintext").into());
     let (r, dump) = exec_dump(&env, &[], &[]);
     assert_eq!(r.code, Some(0), "{}", r.stderr());
     assert_eq!(dump.var("K").unwrap(), b"instance-role-plaintext");
-    let seen = seen.lock().unwrap();
+    let seen = imds.requests.lock().unwrap();
     assert!(
         seen.iter()
             .any(|r| r
@@ -317,56 +296,31 @@ fn eks_irsa_web_identity_through_sts() {
 }
 
 /// A loopback EKS Pod Identity agent: answers credentials only with the right token.
-fn pod_identity_agent(
-    token: &'static str,
-) -> (String, std::sync::Arc<std::sync::Mutex<Vec<bool>>>) {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1/credentials", listener.local_addr().unwrap());
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut authorized = false;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                let lower = line.to_ascii_lowercase();
-                if lower.starts_with("authorization:") && line.trim_end().ends_with(token) {
-                    authorized = true;
-                }
+fn pod_identity_agent(token: &'static str) -> JsonServer {
+    http_server("/v1/credentials", move |head| {
+        if has_header(head, "authorization", token) {
+            Reply::ok(r#"{"AccessKeyId":"AKIDPODID","SecretAccessKey":"pod-identity-secret","Token":"pod-token","Expiration":"2099-01-01T00:00:00Z"}"#.to_owned())
+        } else {
+            Reply {
+                status: "403 Forbidden",
+                headers: "",
+                body: r#"{"message":"missing token"}"#.to_owned(),
             }
-            log.lock().unwrap().push(authorized);
-            let (status, body) = if authorized {
-                (
-                    "200 OK",
-                    r#"{"AccessKeyId":"AKIDPODID","SecretAccessKey":"pod-identity-secret","Token":"pod-token","Expiration":"2099-01-01T00:00:00Z"}"#,
-                )
-            } else {
-                ("403 Forbidden", r#"{"message":"missing token"}"#)
-            };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
         }
-    });
-    (url, seen)
+    })
 }
 
 #[test]
 fn eks_pod_identity_sends_the_token_from_its_file() {
-    let (url, seen) = pod_identity_agent("pod-identity-token-1");
+    let agent = pod_identity_agent("pod-identity-token-1");
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("eks-pod-identity-token");
     std::fs::write(&token, "pod-identity-token-1").unwrap();
     let mut env = keyless_env();
-    env.insert("AWS_CONTAINER_CREDENTIALS_FULL_URI".into(), url.into());
+    env.insert(
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+        agent.url.clone().into(),
+    );
     env.insert(
         "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".into(),
         token.into(),
@@ -379,7 +333,11 @@ fn eks_pod_identity_sends_the_token_from_its_file() {
     assert_eq!(r.code, Some(0), "{}", r.stderr());
     assert_eq!(dump.var("K").unwrap(), b"pod-identity-kms-plaintext");
     assert!(
-        seen.lock().unwrap().iter().all(|ok| *ok),
+        agent.requests.lock().unwrap().iter().all(|head| has_header(
+            head,
+            "authorization",
+            "pod-identity-token-1"
+        )),
         "every request carried the token"
     );
     assert_no_plaintext(

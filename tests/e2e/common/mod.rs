@@ -459,6 +459,40 @@ pub fn task_metadata_server(zone: &str) -> JsonServer {
 
 /// Serves `body` for every request; `url` is the base address plus `path`.
 pub fn json_server(path: &str, body: String) -> JsonServer {
+    http_server(path, move |_| Reply::ok(body.clone()))
+}
+
+/// What an [`http_server`] answers one request with.
+pub struct Reply {
+    /// The status line's code and reason, e.g. `200 OK`.
+    pub status: &'static str,
+    /// Extra header lines, each ending in `\r\n`.
+    pub headers: &'static str,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn ok(body: String) -> Self {
+        Reply {
+            status: "200 OK",
+            headers: "",
+            body,
+        }
+    }
+
+    pub fn status(status: &'static str) -> Self {
+        Reply {
+            status,
+            headers: "",
+            body: String::new(),
+        }
+    }
+}
+
+/// A loopback HTTP server (one request per connection) that answers each request with what
+/// `answer` makes of its head (the request line and headers as sent); every head is recorded.
+/// `url` is the base address plus `path`.
+pub fn http_server(path: &str, answer: impl Fn(&str) -> Reply + Send + 'static) -> JsonServer {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}{path}", listener.local_addr().unwrap());
     let requests = Arc::new(Mutex::new(Vec::new()));
@@ -475,15 +509,28 @@ pub fn json_server(path: &str, body: String) -> JsonServer {
                 }
                 head.push_str(&line);
             }
+            let reply = answer(&head);
             seen.lock().unwrap().push(head);
             let _ = write!(
                 stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
+                "HTTP/1.1 {}\r\nContent-Type: application/json\r\n{}Content-Length: {}\r\n\
+                 Connection: close\r\n\r\n{}",
+                reply.status,
+                reply.headers,
+                reply.body.len(),
+                reply.body
             );
         }
     });
     JsonServer { url, requests }
+}
+
+/// Whether `head` (as [`http_server`] records it) has the header `name` with `value`.
+pub fn has_header(head: &str, name: &str, value: &str) -> bool {
+    head.lines().any(|line| {
+        line.split_once(':')
+            .is_some_and(|(n, v)| n.trim().eq_ignore_ascii_case(name) && v.trim() == value)
+    })
 }
 
 /// A loopback server that accepts connections and never answers. Returns its URL.
