@@ -282,11 +282,39 @@ print(json.dumps(out))
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// The `kms-env` binary under test with exactly `env` as its environment.
+/// The `kms-env` binary under test with exactly `env` as its environment, started with the
+/// default dispositions of the signals the tests send, as a container's first process starts:
+/// a test runner under `nohup`, or a background job of a shell without job control, ignores
+/// SIGHUP, SIGINT or SIGQUIT, and an ignored signal is never delivered (so `--init` could not
+/// forward it).
 pub fn kms_env(env: &BTreeMap<OsString, OsString>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kms-env"));
     cmd.env_clear().envs(env).stdin(Stdio::null());
+    default_signals(&mut cmd);
     cmd
+}
+
+#[allow(unsafe_code)]
+fn default_signals(cmd: &mut Command) {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    use std::os::unix::process::CommandExt;
+    // SAFETY: signal(2) is async-signal-safe, installs no handler code, and touches no memory of
+    // the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [
+                Signal::SIGHUP,
+                Signal::SIGINT,
+                Signal::SIGQUIT,
+                Signal::SIGTERM,
+                Signal::SIGUSR1,
+                Signal::SIGUSR2,
+            ] {
+                signal(sig, SigHandler::SigDfl).map_err(std::io::Error::from)?;
+            }
+            Ok(())
+        });
+    }
 }
 
 /// A finished run of the binary.
