@@ -20,7 +20,7 @@ mod migrate;
 mod refresh;
 mod show;
 
-use crate::aws::{jitter, load_config};
+use crate::aws::{Aws, jitter, load_config};
 use crate::cli::{Cli, Command, Global, LogLevel};
 use crate::error::{Class, Error, Reason};
 use crate::plan::{Options, Plan};
@@ -29,7 +29,6 @@ use crate::source::sm::AwsSecretsManager;
 use crate::source::ssm::AwsSsm;
 use crate::source::{Clients, Outcomes, resolve};
 use crate::value::Vars;
-use aws_config::SdkConfig;
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStringExt;
@@ -112,7 +111,7 @@ fn with_aws<T>(
     global: &Global,
     fallback_region: Option<&str>,
     then: Then,
-    work: impl AsyncFnOnce(&SdkConfig, Instant) -> Result<T, Reason>,
+    work: impl AsyncFnOnce(&Aws, Instant) -> Result<T, Reason>,
 ) -> Result<T, Reason> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -126,14 +125,14 @@ fn with_aws<T>(
     let out = rt.block_on(async {
         let deadline = Instant::now() + global.timeout;
         let run = async {
-            let config = load_config(
+            let aws = load_config(
                 global.region.clone(),
                 fallback_region.map(str::to_owned),
                 global.timeout,
             )
             .await?;
-            debug!(region = ?config.region(), "AWS configuration loaded");
-            work(&config, deadline).await
+            debug!(region = ?aws.config.region(), "AWS configuration loaded");
+            work(&aws, deadline).await
         };
         tokio::time::timeout_at(deadline, run)
             .await
@@ -185,10 +184,10 @@ fn lookups_now(
         return Outcomes::default();
     }
     info!("resolving {}", plan.lookups.summary());
-    with_aws(global, fallback_region, then, async |config, deadline| {
-        let kms = AwsKms::new(config);
-        let ssm = AwsSsm::new(config);
-        let sm = AwsSecretsManager::new(config);
+    with_aws(global, fallback_region, then, async |aws, deadline| {
+        let kms = AwsKms::new(aws);
+        let ssm = AwsSsm::new(&aws.config);
+        let sm = AwsSecretsManager::new(&aws.config);
         let clients = Clients {
             kms: &kms,
             ssm: &ssm,

@@ -18,6 +18,7 @@
 
 pub mod dns;
 pub mod https;
+pub mod json;
 pub mod multiplex;
 pub mod region;
 pub mod resume;
@@ -160,12 +161,7 @@ impl Intercept for Attempts {
                 "no response (connection failed or timed out)".to_owned(),
             )),
         };
-        if let Ok(mut log) = self.0.lock() {
-            log.count += 1;
-            if seen.is_some() {
-                log.last_error = seen;
-            }
-        }
+        self.record(seen);
         Ok(())
     }
 
@@ -175,14 +171,29 @@ impl Intercept for Attempts {
         _: &RuntimeComponents,
         _: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if let (Some(endpoint), Ok(mut log)) = (authority(context.request().uri()), self.0.lock()) {
-            log.endpoint = Some(endpoint);
-        }
+        self.set_endpoint(authority(context.request().uri()));
         Ok(())
     }
 }
 
 impl Attempts {
+    /// Records an attempt and what it saw (`None`: an answer).
+    fn record(&self, seen: Option<(Class, String)>) {
+        if let Ok(mut log) = self.0.lock() {
+            log.count += 1;
+            if seen.is_some() {
+                log.last_error = seen;
+            }
+        }
+    }
+
+    /// Records where the attempts go (`host:port`).
+    fn set_endpoint(&self, endpoint: Option<String>) {
+        if let (Some(endpoint), Ok(mut log)) = (endpoint, self.0.lock()) {
+            log.endpoint = Some(endpoint);
+        }
+    }
+
     /// `host:port` of the last attempt, when one was made.
     fn endpoint(&self) -> Option<String> {
         self.0.lock().ok().and_then(|log| log.endpoint.clone())
@@ -227,12 +238,8 @@ pub fn jitter() -> f64 {
     f64::from(u32::from_le_bytes(b)) / (f64::from(u32::MAX) + 1.0)
 }
 
-/// Runs one SDK call under `deadline`, explaining a timeout with what the attempts saw. A call
-/// that ends throttled, or with its attempts timing out (a slow, overloaded service), is made
-/// again after a jittered pause (growing up to twice [`MAX_BACKOFF`]) for as long as the deadline
-/// allows. Other failures (refused connections, 5xx after retries, denials) end it at once.
-/// `send` builds and sends the request with the given interceptor attached; `codes` is the
-/// service's own error codes (see [`classify`]).
+/// Runs one SDK call under `deadline` with [`rounds`]; `send` builds and sends the request with
+/// the given interceptor attached; `codes` is the service's own error codes (see [`classify`]).
 pub async fn call<T, E, F>(
     deadline: Instant,
     codes: Codes,
@@ -242,16 +249,34 @@ where
     F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
+    rounds(deadline, |attempts| {
+        let sent = send(attempts.clone());
+        async move {
+            sent.await
+                .map_err(|e| classify_at(e, codes, attempts.endpoint().as_deref()))
+        }
+    })
+    .await
+}
+
+/// Runs one call (its attempts: `send`, given the log they record into) under `deadline`,
+/// explaining a timeout with what the attempts saw. A call that ends throttled, or with its
+/// attempts timing out (a slow, overloaded service), is made again after a jittered pause
+/// (growing up to twice [`MAX_BACKOFF`]) for as long as the deadline allows. Other failures
+/// (refused connections, 5xx after retries, denials) end it at once.
+pub async fn rounds<T, F>(
+    deadline: Instant,
+    mut send: impl FnMut(Attempts) -> F,
+) -> Result<T, Reason>
+where
+    F: Future<Output = Result<T, Reason>>,
+{
     let attempts = Attempts::default();
     let mut round: u32 = 0;
     loop {
-        let sent = send(attempts.clone());
-        let result = tokio::time::timeout_at(deadline, async {
-            sent.await
-                .map_err(|e| classify_at(e, codes, attempts.endpoint().as_deref()))
-        })
-        .await
-        .unwrap_or_else(|_| Err(attempts.deadline_reason()));
+        let result = tokio::time::timeout_at(deadline, send(attempts.clone()))
+            .await
+            .unwrap_or_else(|_| Err(attempts.deadline_reason()));
         match result {
             Err(reason) if matches!(reason.class, Class::Throttled | Class::TimedOut) => {
                 let cap = (MAX_BACKOFF * 2).min(INITIAL_BACKOFF * 2u32.saturating_pow(round + 3));
@@ -267,6 +292,16 @@ where
     }
 }
 
+/// The AWS configuration of one resolution and what the calls made without the SDK share with
+/// it (the HTTP client among them).
+#[derive(Debug, Clone)]
+pub struct Aws {
+    /// The SDK configuration.
+    pub config: SdkConfig,
+    /// The part [`json`]'s clients share.
+    pub json: Arc<json::Shared>,
+}
+
 /// Loads the shared AWS configuration: `region` overrides the chain's region, `fallback` (an
 /// env file's `AWS_REGION`) is used when the chain finds none; tuned for a start-up that must
 /// finish within `deadline_len`.
@@ -274,8 +309,9 @@ pub async fn load_config(
     region: Option<String>,
     fallback: Option<String>,
     deadline_len: Duration,
-) -> Result<SdkConfig, Reason> {
-    let http = tls::http_client()?;
+) -> Result<Aws, Reason> {
+    let transport = tls::transport()?;
+    let http = transport.sdk();
     let loaded = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http.clone())
         .region(region::chain(region, fallback, http.clone()))
@@ -288,7 +324,9 @@ pub async fn load_config(
         .into_builder()
         .credentials_provider(credentials)
         .build();
-    Ok(tune_for_startup(config, deadline_len))
+    let config = tune_for_startup(config, deadline_len);
+    let json = json::Shared::new(&config, &transport);
+    Ok(Aws { config, json })
 }
 
 /// The credentials: `aws-config`'s default chain, made of its own providers in its order
@@ -442,44 +480,12 @@ where
             Reason::new(class, detail)
         }
         SdkError::TimeoutError(_) => Reason::new(Class::TimedOut, "the SDK's timeout passed"),
-        SdkError::DispatchFailure(d) => {
-            let at = endpoint.map(|e| format!(" {e}")).unwrap_or_default();
-            let io = find_source::<std::io::Error>(&err);
-            if io.and_then(std::io::Error::raw_os_error) == Some(nix::libc::EMFILE) {
-                return Reason::new(
-                    Class::Unreachable,
-                    format!(
-                        "cannot connect to{at}: the process has no file descriptor left (EMFILE)"
-                    ),
-                )
-                .with_hint(
-                    "raise the open-file limit (ulimit -n; the ECS task's or pod's nofile ulimit)",
-                );
-            }
-            let cause = io.map_or_else(|| describe(&err), ToString::to_string);
-            let dns = chain(&err).any(|e| e.to_string() == "dns error");
-            let detail = if d.is_timeout() {
-                format!("connecting to{at} timed out")
-            } else if dns {
-                format!("cannot resolve the endpoint's host{at}: {cause}")
-            } else {
-                format!("cannot connect to{at}: {cause}")
-            };
-            Reason::new(Class::Unreachable, detail)
-        }
+        SdkError::DispatchFailure(d) => dispatch_reason(&err, d.is_timeout(), endpoint),
         SdkError::ResponseError(ctx) if ctx.raw().status().as_u16() == 403 => unrecognised(403),
         SdkError::ResponseError(_)
             if chain(&err).any(|e| e.is::<http_body_util::LengthLimitError>()) =>
         {
-            Reason::new(
-                Class::Unreachable,
-                format!(
-                    "the answer{} is larger than {} MiB, which no answer to kms-env's calls is \
-                     (a proxy or an endpoint that is not AWS?)",
-                    endpoint.map(|e| format!(" from {e}")).unwrap_or_default(),
-                    tls::MAX_RESPONSE_BODY >> 20
-                ),
-            )
+            too_large(endpoint)
         }
         SdkError::ResponseError(_) => Reason::new(
             Class::Unreachable,
@@ -487,6 +493,47 @@ where
         ),
         _ => Reason::new(Class::Config, describe(&err)),
     }
+}
+
+/// A request that got no answer (`err`, a timeout if `timed_out`) to `endpoint` (`host:port`),
+/// in words: which host, and the cause (no descriptor left, no such host, refused, …).
+fn dispatch_reason(
+    err: &(dyn std::error::Error + 'static),
+    timed_out: bool,
+    endpoint: Option<&str>,
+) -> Reason {
+    let at = endpoint.map(|e| format!(" {e}")).unwrap_or_default();
+    let io = find_source::<std::io::Error>(err);
+    if io.and_then(std::io::Error::raw_os_error) == Some(nix::libc::EMFILE) {
+        return Reason::new(
+            Class::Unreachable,
+            format!("cannot connect to{at}: the process has no file descriptor left (EMFILE)"),
+        )
+        .with_hint("raise the open-file limit (ulimit -n; the ECS task's or pod's nofile ulimit)");
+    }
+    let cause = io.map_or_else(|| describe(err), ToString::to_string);
+    let dns = chain(err).any(|e| e.to_string() == "dns error");
+    let detail = if timed_out {
+        format!("connecting to{at} timed out")
+    } else if dns {
+        format!("cannot resolve the endpoint's host{at}: {cause}")
+    } else {
+        format!("cannot connect to{at}: {cause}")
+    };
+    Reason::new(Class::Unreachable, detail)
+}
+
+/// An answer over [`tls::MAX_RESPONSE_BODY`] from `endpoint`.
+fn too_large(endpoint: Option<&str>) -> Reason {
+    Reason::new(
+        Class::Unreachable,
+        format!(
+            "the answer{} is larger than {} MiB, which no answer to kms-env's calls is \
+             (a proxy or an endpoint that is not AWS?)",
+            endpoint.map(|e| format!(" from {e}")).unwrap_or_default(),
+            tls::MAX_RESPONSE_BODY >> 20
+        ),
+    )
 }
 
 /// An error and its sources, outermost first.

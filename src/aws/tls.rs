@@ -16,6 +16,7 @@
 
 use super::https::{Https, TlsConfig};
 use crate::error::{Class, Reason};
+use aws_smithy_async::rt::sleep::default_async_sleep;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::{Builder, Connector};
 use aws_smithy_runtime_api::client::http::{
@@ -252,6 +253,8 @@ fn likely_https(vars: impl Iterator<Item = (OsString, OsString)>) -> bool {
 #[derive(Debug)]
 struct Clients {
     http: SharedHttpClient,
+    /// `HTTP_PROXY`, for plain-HTTP connectors made without the SDK's runtime components.
+    http_proxy: ProxyConfig,
     https: OnceLock<Https>,
     tls: Arc<TlsConfig>,
     /// `HTTPS_PROXY` and the hosts reached directly.
@@ -283,17 +286,21 @@ impl HttpClient for LazyTls {
         SharedHttpConnector::new(ByScheme {
             clients: self.0.clone(),
             settings: settings.clone(),
-            components: components.clone(),
+            components: Some(components.clone()),
+            plain: OnceLock::new(),
         })
     }
 }
 
-/// The connector for one set of settings: picks the client by the request's scheme.
+/// The connector for one set of settings: picks the client by the request's scheme. Made by
+/// the SDK with its runtime components, or by [`Transport::connector`] without them (the calls
+/// of [`super::json`]), when plain HTTP gets tokio's timer.
 #[derive(Debug)]
 struct ByScheme {
     clients: Arc<Clients>,
     settings: HttpConnectorSettings,
-    components: RuntimeComponents,
+    components: Option<RuntimeComponents>,
+    plain: OnceLock<SharedHttpConnector>,
 }
 
 impl HttpConnector for ByScheme {
@@ -308,9 +315,22 @@ impl HttpConnector for ByScheme {
             });
             https.call(request)
         } else {
-            self.clients
-                .http
-                .http_connector(&self.settings, &self.components)
+            self.plain
+                .get_or_init(|| match &self.components {
+                    Some(components) => {
+                        self.clients.http.http_connector(&self.settings, components)
+                    }
+                    None => {
+                        let mut builder = Connector::builder();
+                        builder.set_connector_settings(Some(self.settings.clone()));
+                        builder.set_sleep_impl(default_async_sleep());
+                        SharedHttpConnector::new(
+                            builder
+                                .proxy_config(self.clients.http_proxy.clone())
+                                .build_http(),
+                        )
+                    }
+                })
                 .call(request)
         };
         HttpConnectorFuture::new(async move {
@@ -326,22 +346,46 @@ impl HttpConnector for ByScheme {
 /// instead of filling the memory until the deadline.
 pub const MAX_RESPONSE_BODY: usize = 4 * 1024 * 1024;
 
-/// The HTTP client for the SDK; `AWS_CA_BUNDLE`, `SSL_CERT_FILE` and the proxy variables are
-/// read and checked now. When the endpoints are likely HTTPS, the TLS configuration starts
-/// being made now, on a blocking thread, while the SDK's configuration loads (BENCHMARKS.md).
-pub fn http_client() -> Result<SharedHttpClient, Reason> {
+/// The HTTP client of every call: the SDK's (through [`Transport::sdk`]) and
+/// [`super::json`]'s (through [`Transport::connector`]) share its connections, TLS
+/// configuration, sessions and name lookups.
+#[derive(Debug, Clone)]
+pub struct Transport(Arc<Clients>);
+
+impl Transport {
+    /// The client as the SDK takes it.
+    pub fn sdk(&self) -> SharedHttpClient {
+        SharedHttpClient::new(LazyTls(self.0.clone()))
+    }
+
+    /// A connector with `settings` (connect and read timeouts) for calls made without the SDK.
+    pub fn connector(&self, settings: &HttpConnectorSettings) -> SharedHttpConnector {
+        SharedHttpConnector::new(ByScheme {
+            clients: self.0.clone(),
+            settings: settings.clone(),
+            components: None,
+            plain: OnceLock::new(),
+        })
+    }
+}
+
+/// The HTTP client; `AWS_CA_BUNDLE`, `SSL_CERT_FILE` and the proxy variables are read and
+/// checked now. When the endpoints are likely HTTPS, the TLS configuration starts being made
+/// now, on a blocking thread, while the SDK's configuration loads (BENCHMARKS.md).
+pub fn transport() -> Result<Transport, Reason> {
     let http = proxy_setting(false)?.map_or_else(ProxyConfig::disabled, |(config, ..)| config);
     let tls = tls_config(extra_cas()?);
     let https_proxy = proxy_setting(true)?.map(|(_, url, no)| (url, no));
     if likely_https(std::env::vars_os()) {
         tls.start();
     }
-    Ok(SharedHttpClient::new(LazyTls(Arc::new(Clients {
-        http: http_only(http),
+    Ok(Transport(Arc::new(Clients {
+        http: http_only(http.clone()),
+        http_proxy: http,
         https: OnceLock::new(),
         tls,
         https_proxy,
-    }))))
+    })))
 }
 
 #[cfg(test)]

@@ -8,16 +8,18 @@
 //! `kms:Decrypt` IAM statement. See README "Reference syntax" and "The `kms:v1:` format".
 
 use super::{Fetched, Lookup, LookupId, Lookups, Outcomes, Resolved, within};
-use crate::aws::{self, Regional};
+use crate::aws::{self, Aws, Regional, json};
 use crate::envfile::crypto;
 use crate::error::{Class, Reason};
 use crate::sealed::{NAME_CONTEXT_KEY, Sealed, V1_TAG};
 use crate::secret::Secret;
 use crate::value::Context;
-use aws_config::SdkConfig;
 use aws_sdk_kms::primitives::Blob;
+use aws_smithy_types::endpoint::Endpoint;
 use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use futures_util::FutureExt as _;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -392,18 +394,69 @@ fn codes(code: &str, _message: &str) -> Option<Class> {
     }
 }
 
-/// KMS through the AWS SDK, in the configured region.
+/// KMS in the configured region: `Decrypt`, on every start's critical path, without the SDK's
+/// orchestrator ([`json`]); `Encrypt` and `GenerateDataKey` through the AWS SDK.
 pub struct AwsKms {
     clients: Regional<aws_sdk_kms::Client>,
+    lean: json::Clients,
+}
+
+/// KMS as [`json`] calls it.
+static KMS: json::Service = json::Service {
+    id: "KMS",
+    signing_name: "kms",
+    target: "TrentService",
+    resolve: endpoint,
+};
+
+/// The KMS endpoint for `target`, by the SDK's own rules (partitions, FIPS, dual-stack).
+fn endpoint(target: &json::Target) -> Result<Endpoint, String> {
+    use aws_sdk_kms::config::endpoint::{DefaultResolver, Params, ResolveEndpoint as _};
+    let params = Params::builder()
+        .region(target.region.clone())
+        .use_fips(target.use_fips)
+        .use_dual_stack(target.use_dual_stack)
+        .set_endpoint(target.endpoint.clone())
+        .build()
+        .map_err(|e| e.to_string())?;
+    DefaultResolver::new()
+        .resolve_endpoint(&params)
+        .now_or_never()
+        .ok_or("the endpoint resolver did not answer at once")?
+        .map_err(|e| aws::describe(e.as_ref()))
 }
 
 impl AwsKms {
-    /// A KMS client for `config`'s region (calls fail with a configuration error without one).
-    pub fn new(config: &SdkConfig) -> Self {
+    /// A KMS client for `aws`'s region (calls fail with a configuration error without one).
+    pub fn new(aws: &Aws) -> Self {
         AwsKms {
-            clients: Regional::new(config, aws_sdk_kms::Client::new),
+            clients: Regional::new(&aws.config, aws_sdk_kms::Client::new),
+            lean: json::Clients::new(&aws.json, &KMS),
         }
     }
+}
+
+/// `Decrypt`'s request (AWS JSON 1.1).
+#[derive(serde::Serialize)]
+struct DecryptRequest<'a> {
+    #[serde(rename = "CiphertextBlob")]
+    blob: String,
+    #[serde(rename = "EncryptionContext", skip_serializing_if = "no_context")]
+    context: &'a Context,
+}
+
+fn no_context(context: &&Context) -> bool {
+    context.is_empty()
+}
+
+/// The parts of `Decrypt`'s answer that kms-env reads; the plaintext borrowed from the
+/// answer, which is zeroed when dropped.
+#[derive(serde::Deserialize)]
+struct DecryptAnswer<'a> {
+    #[serde(rename = "Plaintext", borrow)]
+    plaintext: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "KeyId")]
+    key_id: Option<String>,
 }
 
 /// The SDK's form of an encryption context; `None` when empty.
@@ -418,24 +471,37 @@ impl Kms for AwsKms {
         context: &Context,
         deadline: Instant,
     ) -> Result<Fetched, Reason> {
-        let client = self.clients.client(None)?;
-        let out = aws::call(deadline, codes, |attempts| {
-            client
-                .decrypt()
-                .ciphertext_blob(Blob::new(blob))
-                .set_encryption_context(aws_context(context))
-                .customize()
-                .interceptor(attempts)
-                .send()
+        let client = self.lean.client(None)?;
+        let request = serde_json::to_vec(&DecryptRequest {
+            blob: BASE64.encode(blob),
+            context,
+        })
+        .map_err(|e| Reason::new(Class::Config, format!("cannot make the request: {e}")))?;
+        let answer = aws::rounds(deadline, |attempts| {
+            let (client, request) = (&client, &request);
+            async move { client.call("Decrypt", request, codes, &attempts).await }
         })
         .await?;
-        let secret = out
+        let unusable = |what: &str| {
+            Reason::new(
+                Class::ServiceError,
+                format!("KMS answered Decrypt with {what}"),
+            )
+        };
+        let parsed: DecryptAnswer =
+            serde_json::from_slice(&answer).map_err(|_| unusable("a body that is not its JSON"))?;
+        let encoded = parsed
             .plaintext
-            .map(|p| Secret::new(p.into_inner()))
             .ok_or_else(|| Reason::new(Class::ServiceError, "KMS returned no plaintext"))?;
+        let plaintext = BASE64
+            .decode(encoded.as_bytes())
+            .map_err(|_| unusable("a plaintext that is not base64"))?;
+        if let std::borrow::Cow::Owned(copy) = encoded {
+            zeroize::Zeroize::zeroize(&mut copy.into_bytes());
+        }
         Ok(Fetched {
-            source: out.key_id,
-            ..Fetched::plain(secret)
+            source: parsed.key_id,
+            ..Fetched::plain(Secret::new(plaintext))
         })
     }
 

@@ -1,0 +1,568 @@
+//! The AWS JSON 1.1 protocol, which KMS, SSM and Secrets Manager speak, for the calls on a
+//! start's critical path (KMS `Decrypt`), made without the SDK's orchestrator: one SigV4-signed
+//! `POST` per attempt through the same [`Transport`] (connections, TLS, proxies) as the SDK's
+//! calls, the same retry rules (attempts with full-jitter backoff, an attempt timeout, the
+//! retryable errors of the SDK's standard mode) and the same classification of answers
+//! ([`super::class_of_code`], the service's own [`Codes`]). What the orchestrator does per call
+//! (configuration layers, interceptors, type-erased boxes) was most of a call's user-space CPU;
+//! see BENCHMARKS.md. The endpoint comes from the service crate's own resolver and the
+//! credentials from the configuration's provider, fetched once per client set.
+
+use super::tls::Transport;
+use super::{Attempts, Codes, class_of_code, credentials_reason, describe, find_source};
+use crate::error::{Class, Reason};
+use aws_config::SdkConfig;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::ProvideCredentials as _;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::http::{
+    HttpConnector as _, HttpConnectorSettings, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::identity::Identity;
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_types::Document;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::endpoint::Endpoint;
+use aws_smithy_types::retry::ErrorKind;
+use aws_types::service_config::ServiceConfigKey;
+use http_body_util::BodyExt as _;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+use zeroize::Zeroizing;
+
+/// One service as this module calls it.
+#[derive(Debug)]
+pub struct Service {
+    /// The service id of `AWS_ENDPOINT_URL_<ID>` and of the profile's `services` section.
+    pub id: &'static str,
+    /// The SigV4 signing name, unless the endpoint names another.
+    pub signing_name: &'static str,
+    /// The `X-Amz-Target` prefix of its operations.
+    pub target: &'static str,
+    /// The service crate's endpoint resolver.
+    pub resolve: fn(&Target) -> Result<Endpoint, String>,
+}
+
+/// What a service's endpoint resolver is given.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The region of the calls.
+    pub region: String,
+    /// `AWS_USE_FIPS_ENDPOINT`.
+    pub use_fips: bool,
+    /// `AWS_USE_DUALSTACK_ENDPOINT`.
+    pub use_dual_stack: bool,
+    /// `AWS_ENDPOINT_URL_<ID>`, `AWS_ENDPOINT_URL` or the profile's.
+    pub endpoint: Option<String>,
+}
+
+/// What every client of one start shares: the connector, the credentials (fetched once, by
+/// the first call that needs them) and the retry settings of the SDK configuration.
+#[derive(Debug)]
+pub struct Shared {
+    config: SdkConfig,
+    connector: SharedHttpConnector,
+    credentials: tokio::sync::OnceCell<Result<Credentials, Reason>>,
+    max_attempts: u32,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    attempt_timeout: Option<Duration>,
+}
+
+impl Shared {
+    /// The shared part for `config` (tuned by [`super::tune_for_startup`]) over `transport`.
+    pub fn new(config: &SdkConfig, transport: &Transport) -> Arc<Self> {
+        let timeouts = config.timeout_config();
+        let mut settings = HttpConnectorSettings::builder();
+        settings
+            .set_connect_timeout(timeouts.and_then(|t| t.connect_timeout()))
+            .set_read_timeout(timeouts.and_then(|t| t.read_timeout()));
+        let settings = settings.build();
+        let retry = config.retry_config();
+        Arc::new(Shared {
+            config: config.clone(),
+            connector: transport.connector(&settings),
+            credentials: tokio::sync::OnceCell::new(),
+            max_attempts: retry.map_or(super::DEFAULT_MAX_ATTEMPTS, |r| r.max_attempts().max(1)),
+            initial_backoff: retry.map_or(super::INITIAL_BACKOFF, |r| r.initial_backoff()),
+            max_backoff: retry.map_or(super::MAX_BACKOFF, |r| r.max_backoff()),
+            attempt_timeout: timeouts.and_then(|t| t.operation_attempt_timeout()),
+        })
+    }
+
+    async fn credentials(&self) -> Result<Credentials, Reason> {
+        self.credentials
+            .get_or_init(|| async {
+                let provider: SharedCredentialsProvider =
+                    self.config.credentials_provider().ok_or_else(|| {
+                        Reason::new(
+                            Class::NoCredentials,
+                            "no credentials provider is configured",
+                        )
+                    })?;
+                provider
+                    .provide_credentials()
+                    .await
+                    .map_err(|e| credentials_reason(&e))
+            })
+            .await
+            .clone()
+    }
+}
+
+/// The backoff before attempt `attempt + 1`: full jitter under a cap that doubles from
+/// `initial` up to `max`.
+fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
+    let cap = initial
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+        .min(max);
+    cap.mul_f64(super::jitter())
+}
+
+/// One service's clients: the configured region's, made on first use, and others on demand.
+#[derive(Debug)]
+pub struct Clients {
+    shared: Arc<Shared>,
+    service: &'static Service,
+    default: OnceLock<Result<Client, Reason>>,
+}
+
+impl Clients {
+    /// `service`'s clients over `shared`.
+    pub fn new(shared: &Arc<Shared>, service: &'static Service) -> Self {
+        Clients {
+            shared: shared.clone(),
+            service,
+            default: OnceLock::new(),
+        }
+    }
+
+    /// The client for `region` (`None` = the configured one; a configuration error without one).
+    pub fn client(&self, region: Option<&str>) -> Result<Client, Reason> {
+        let configured = self.shared.config.region().map(|r| r.as_ref().to_owned());
+        match region {
+            Some(r) if configured.as_deref() != Some(r) => self.make(r),
+            _ => match configured {
+                None => Err(super::no_region()),
+                Some(r) => self.default.get_or_init(|| self.make(&r)).clone(),
+            },
+        }
+    }
+
+    fn make(&self, region: &str) -> Result<Client, Reason> {
+        let config = &self.shared.config;
+        let key = ServiceConfigKey::builder()
+            .service_id(self.service.id)
+            .env("AWS_ENDPOINT_URL")
+            .profile("endpoint_url")
+            .build()
+            .map_err(|e| Reason::new(Class::Config, e.to_string()))?;
+        let target = Target {
+            region: region.to_owned(),
+            use_fips: config.use_fips().unwrap_or(false),
+            use_dual_stack: config.use_dual_stack().unwrap_or(false),
+            endpoint: config
+                .service_config()
+                .and_then(|c| c.load_config(key))
+                .or_else(|| config.endpoint_url().map(str::to_owned)),
+        };
+        let endpoint = (self.service.resolve)(&target).map_err(|e| {
+            Reason::new(
+                Class::Config,
+                format!("no {} endpoint for region {region}: {e}", self.service.id),
+            )
+        })?;
+        let (signing_region, signing_name) = signing_of(&endpoint);
+        Ok(Client {
+            shared: self.shared.clone(),
+            service: self.service,
+            url: endpoint.url().to_owned(),
+            signing_region: signing_region.unwrap_or_else(|| region.to_owned()),
+            signing_name: signing_name.unwrap_or_else(|| self.service.signing_name.to_owned()),
+        })
+    }
+}
+
+/// The SigV4 signing region and name an endpoint's `authSchemes` property gives, if any.
+fn signing_of(endpoint: &Endpoint) -> (Option<String>, Option<String>) {
+    let Some(Document::Array(schemes)) = endpoint.properties().get("authSchemes") else {
+        return (None, None);
+    };
+    let field = |scheme: &Document, key: &str| match scheme {
+        Document::Object(map) => match map.get(key) {
+            Some(Document::String(s)) => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    };
+    schemes
+        .iter()
+        .find(|s| field(s, "name").as_deref() == Some("sigv4"))
+        .map_or((None, None), |s| {
+            (field(s, "signingRegion"), field(s, "signingName"))
+        })
+}
+
+/// One service's client in one region.
+#[derive(Debug, Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+    service: &'static Service,
+    url: String,
+    signing_region: String,
+    signing_name: String,
+}
+
+/// How one attempt failed: the reason, whether the SDK's standard mode retries it, and what
+/// the attempt log records.
+struct Failed {
+    reason: Reason,
+    retry: bool,
+    seen: (Class, String),
+}
+
+/// The answer's body; zeroed when dropped (it may hold a plaintext).
+pub type Answer = Zeroizing<Vec<u8>>;
+
+impl Client {
+    /// Calls `operation` with the JSON `body`; the answer's body, or the reason of the last
+    /// attempt. `attempts` records what each attempt saw (see [`super::rounds`]).
+    pub async fn call(
+        &self,
+        operation: &str,
+        body: &[u8],
+        codes: Codes,
+        attempts: &Attempts,
+    ) -> Result<Answer, Reason> {
+        let credentials = self.shared.credentials().await?;
+        let endpoint = super::authority(&self.url);
+        attempts.set_endpoint(endpoint.clone());
+        let max = self.shared.max_attempts;
+        let mut attempt = 1;
+        loop {
+            let request = self.request(operation, body, &credentials)?;
+            let sent = self.attempt(request, codes, endpoint.as_deref());
+            let outcome = match self.shared.attempt_timeout {
+                Some(limit) => tokio::time::timeout(limit, sent).await.unwrap_or_else(|_| {
+                    Err(Failed {
+                        reason: Reason::new(Class::TimedOut, "the SDK's timeout passed"),
+                        retry: true,
+                        seen: no_response(),
+                    })
+                }),
+                None => sent.await,
+            };
+            attempts.record(outcome.as_ref().err().map(|f| f.seen.clone()));
+            match outcome {
+                Ok(answer) => return Ok(answer),
+                Err(failed) if failed.retry && attempt < max => {
+                    tokio::time::sleep(backoff(
+                        self.shared.initial_backoff,
+                        self.shared.max_backoff,
+                        attempt,
+                    ))
+                    .await;
+                    attempt += 1;
+                }
+                Err(failed) => return Err(failed.reason),
+            }
+        }
+    }
+
+    /// The signed request of one attempt.
+    fn request(
+        &self,
+        operation: &str,
+        body: &[u8],
+        credentials: &Credentials,
+    ) -> Result<HttpRequest, Reason> {
+        let unsigned = |e: &dyn std::fmt::Display| {
+            Reason::new(Class::Config, format!("cannot sign the request: {e}"))
+        };
+        let target = format!("{}.{operation}", self.service.target);
+        let headers = [
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", target.as_str()),
+        ];
+        let identity = Identity::from(credentials.clone());
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.signing_region)
+            .name(&self.signing_name)
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| unsigned(&e))?
+            .into();
+        let signable = SignableRequest::new(
+            "POST",
+            self.url.as_str(),
+            headers.iter().copied(),
+            SignableBody::Bytes(body),
+        )
+        .map_err(|e| unsigned(&e))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| unsigned(&e))?
+            .into_parts();
+        let mut request = http::Request::post(self.url.as_str());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request = request.header("user-agent", USER_AGENT);
+        let mut request = request
+            .body(SdkBody::from(body))
+            .map_err(|e| unsigned(&e))?;
+        instructions.apply_to_request_http1x(&mut request);
+        HttpRequest::try_from(request).map_err(|e| unsigned(&e))
+    }
+
+    /// Sends one attempt and reads its answer.
+    async fn attempt(
+        &self,
+        request: HttpRequest,
+        codes: Codes,
+        endpoint: Option<&str>,
+    ) -> Result<Answer, Failed> {
+        let response = self
+            .shared
+            .connector
+            .call(request)
+            .await
+            .map_err(|e| dispatch_failure(&e, endpoint))?;
+        let status = response.status().as_u16();
+        let header_code = response
+            .headers()
+            .get("x-amzn-ErrorType")
+            .map(str::to_owned);
+        let body = match response.into_body().collect().await {
+            Ok(collected) => Zeroizing::new(collected.to_bytes().to_vec()),
+            Err(e) => return Err(unusable(e.as_ref(), endpoint)),
+        };
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        Err(service_error(status, header_code, &body, codes))
+    }
+}
+
+/// What kms-env calls itself in the `User-Agent` header (CloudTrail shows it).
+const USER_AGENT: &str = concat!("kms-env/", env!("CARGO_PKG_VERSION"));
+
+fn no_response() -> (Class, String) {
+    (
+        Class::Unreachable,
+        "no response (connection failed or timed out)".to_owned(),
+    )
+}
+
+/// A request that got no answer: the reason (as [`super::classify_at`] words it for the SDK's
+/// calls) and whether it is retried (timeouts and I/O errors are, as in the SDK's standard mode).
+fn dispatch_failure(err: &ConnectorError, endpoint: Option<&str>) -> Failed {
+    let retry = err.is_timeout()
+        || err.is_io()
+        || matches!(
+            err.as_other(),
+            Some(ErrorKind::TransientError | ErrorKind::ThrottlingError | ErrorKind::ServerError)
+        );
+    Failed {
+        reason: super::dispatch_reason(err, err.is_timeout(), endpoint),
+        retry,
+        seen: no_response(),
+    }
+}
+
+/// A body that could not be read: too large, or cut off (retried, as the SDK retries it).
+fn unusable(
+    err: &(dyn std::error::Error + Send + Sync + 'static),
+    endpoint: Option<&str>,
+) -> Failed {
+    let too_large = find_source::<http_body_util::LengthLimitError>(err).is_some();
+    let reason = if too_large {
+        super::too_large(endpoint)
+    } else {
+        Reason::new(
+            Class::Unreachable,
+            format!("unusable response: {}", describe(err)),
+        )
+    };
+    Failed {
+        seen: (reason.class, reason.detail.clone()),
+        reason,
+        retry: !too_large,
+    }
+}
+
+/// The error codes the SDK's standard mode retries as throttling or transient (besides HTTP
+/// 500, 502, 503 and 504).
+const RETRIED_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "LimitExceededException",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+];
+
+/// The AWS error code and message of an error answer: the `x-amzn-ErrorType` header or the
+/// body's `__type` (`com.amazonaws.kms#NotFoundException`, `…:http://…`), and `message`.
+fn error_of(header: Option<String>, body: &[u8]) -> (Option<String>, String) {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let field = |k: &str| {
+        parsed
+            .as_ref()
+            .and_then(|v| v.get(k))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    let code = header.or_else(|| field("__type")).map(|raw| {
+        let raw = raw.split(':').next().unwrap_or(&raw);
+        raw.rsplit('#').next().unwrap_or(raw).to_owned()
+    });
+    let message = field("message")
+        .or_else(|| field("Message"))
+        .unwrap_or_default();
+    (code.filter(|c| !c.is_empty()), message)
+}
+
+/// An error answer as a failed attempt, classified as [`super::classify_at`] classifies the
+/// SDK's service errors.
+fn service_error(status: u16, header: Option<String>, body: &[u8], codes: Codes) -> Failed {
+    let (code, message) = error_of(header, body);
+    let retry_status = matches!(status, 500 | 502 | 503 | 504);
+    let Some(code) = code else {
+        let reason = super::unrecognised(status);
+        return Failed {
+            seen: (reason.class, format!("error (HTTP {status})")),
+            retry: retry_status,
+            reason,
+        };
+    };
+    let detail = if message.is_empty() {
+        format!("{code} (HTTP {status})")
+    } else {
+        format!("{code}: {message}")
+    };
+    let class = codes(&code, &message).unwrap_or_else(|| class_of_code(&code, status));
+    let class = if status == 429 {
+        Class::Throttled
+    } else {
+        class
+    };
+    Failed {
+        seen: (class, format!("{code} (HTTP {status})")),
+        retry: retry_status || status == 429 || RETRIED_CODES.contains(&code.as_str()),
+        reason: Reason::new(class, detail),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn none(_: &str, _: &str) -> Option<Class> {
+        None
+    }
+
+    fn kms(code: &str, _: &str) -> Option<Class> {
+        (code == "InvalidCiphertextException").then_some(Class::BadCiphertext)
+    }
+
+    #[test]
+    fn error_answers_are_classified_and_retried_as_the_sdk_does() {
+        let f = service_error(
+            400,
+            None,
+            br#"{"__type":"com.amazonaws.kms#ThrottlingException","message":"Rate exceeded"}"#,
+            none,
+        );
+        assert_eq!(f.reason.class, Class::Throttled);
+        assert_eq!(f.reason.detail, "ThrottlingException: Rate exceeded");
+        assert_eq!(f.seen.1, "ThrottlingException (HTTP 400)");
+        assert!(f.retry);
+
+        let f = service_error(
+            400,
+            None,
+            br#"{"__type":"InvalidCiphertextException"}"#,
+            kms,
+        );
+        assert_eq!(f.reason.class, Class::BadCiphertext);
+        assert_eq!(f.reason.detail, "InvalidCiphertextException (HTTP 400)");
+        assert!(!f.retry);
+
+        let f = service_error(
+            400,
+            Some("AccessDeniedException:http://internal.amazon.com/".into()),
+            br#"{"Message":"not allowed"}"#,
+            none,
+        );
+        assert_eq!(f.reason.class, Class::AccessDenied);
+        assert_eq!(f.reason.detail, "AccessDeniedException: not allowed");
+
+        let f = service_error(503, None, b"<html>busy</html>", none);
+        assert_eq!(f.reason.class, Class::ServiceError);
+        assert!(f.retry);
+        let f = service_error(403, None, b"<html>denied</html>", none);
+        assert_eq!(f.reason.class, Class::AccessDenied);
+        assert!(!f.retry);
+        let f = service_error(429, None, br#"{"__type":"Whatever"}"#, none);
+        assert_eq!(f.reason.class, Class::Throttled);
+        assert!(f.retry);
+    }
+
+    #[test]
+    fn signing_region_and_name_come_from_the_endpoint_when_it_names_them() {
+        let plain = Endpoint::builder()
+            .url("https://kms.eu-west-1.amazonaws.com")
+            .build();
+        assert_eq!(signing_of(&plain), (None, None));
+        let scheme = Document::Object(
+            [
+                ("name", "sigv4"),
+                ("signingRegion", "us-gov-west-1"),
+                ("signingName", "kms"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), Document::String(v.to_owned())))
+            .collect(),
+        );
+        let named = Endpoint::builder()
+            .url("https://kms.us-gov-west-1.amazonaws.com")
+            .property("authSchemes", Document::Array(vec![scheme]))
+            .build();
+        assert_eq!(
+            signing_of(&named),
+            (Some("us-gov-west-1".into()), Some("kms".into()))
+        );
+    }
+
+    #[test]
+    fn backoff_is_full_jitter_under_a_doubling_cap() {
+        let (initial, max) = (Duration::from_millis(100), Duration::from_millis(250));
+        let mut longest = Duration::ZERO;
+        for _ in 0..200 {
+            assert!(backoff(initial, max, 1) < Duration::from_millis(100));
+            assert!(backoff(initial, max, 2) < Duration::from_millis(200));
+            let late = backoff(initial, max, 9);
+            assert!(late < max);
+            longest = longest.max(late);
+        }
+        assert!(
+            longest > Duration::from_millis(200),
+            "the cap grows: {longest:?}"
+        );
+    }
+}
