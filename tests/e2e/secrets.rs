@@ -222,12 +222,8 @@ fn failures_fail_closed_with_the_right_code_and_never_show_a_value() {
 
 #[test]
 fn a_role_without_access_is_77_and_one_with_it_reads_the_secret() {
-    // A moto of its own: IAM enforcement is server-wide.
-    let moto = start_moto();
-    let mut admin = aws_env();
-    admin.insert("AWS_ENDPOINT_URL".into(), moto.url.clone().into());
-    let cli = |args: &[&str]| aws_with(&admin, args);
-    cli(&[
+    let iam = IamMoto::start();
+    iam.cli(&[
         "secretsmanager",
         "create-secret",
         "--name",
@@ -235,48 +231,9 @@ fn a_role_without_access_is_77_and_one_with_it_reads_the_secret() {
         "--secret-string",
         r#"{"password":"iam-plaintext"}"#,
     ]);
-    let user = |name: &str, action: &str| -> BTreeMap<OsString, OsString> {
-        cli(&["iam", "create-user", "--user-name", name]);
-        let policy = serde_json::json!({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]
-        });
-        cli(&[
-            "iam",
-            "put-user-policy",
-            "--user-name",
-            name,
-            "--policy-name",
-            "p",
-            "--policy-document",
-            &policy.to_string(),
-        ]);
-        let keys = cli(&[
-            "iam",
-            "create-access-key",
-            "--user-name",
-            name,
-            "--query",
-            "AccessKey.[AccessKeyId,SecretAccessKey]",
-        ]);
-        let (id, secret) = keys.split_once('\t').unwrap();
-        let mut env = admin.clone();
-        env.insert("AWS_ACCESS_KEY_ID".into(), id.into());
-        env.insert("AWS_SECRET_ACCESS_KEY".into(), secret.into());
-        env
-    };
-    let reader = user("reader", "secretsmanager:GetSecretValue");
-    let other = user("other", "kms:Decrypt");
-    // From now on, every request is authenticated and authorised.
-    let reset = std::process::Command::new(venv().join("bin/python"))
-        .args([
-            "-c",
-            "import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/moto-api/reset-auth', data=b'0', headers={'Content-Type': 'text/plain'}, method='POST'))",
-            &moto.url,
-        ])
-        .status()
-        .unwrap();
-    assert!(reset.success());
+    let reader = iam.user("reader", "secretsmanager:GetSecretValue");
+    let other = iam.user("other", "kms:Decrypt");
+    iam.enforce();
 
     for (env, code) in [(reader, 0), (other, 77)] {
         let mut env = env;

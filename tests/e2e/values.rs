@@ -161,3 +161,58 @@ fn a_hundred_variables_mixing_kms_and_ssm() {
         .collect();
     assert_no_plaintext(&r, &secrets);
 }
+
+#[test]
+fn decrypt_requests_are_signed_and_authorised_as_aws_checks_them() {
+    // moto checks each request's SigV4 signature against the user's secret key, then the
+    // user's policy: kms-env's own Decrypt request (not the SDK's) must pass both, and a wrong
+    // secret key must not. (moto denies IAM users in regions other than its default one
+    // whatever the client, so the ARN-region routing is tested without IAM, elsewhere.)
+    let iam = IamMoto::start();
+    let mut encrypted = Vec::new();
+    for context in ["app=web", "app=api"] {
+        let r = run_with_stdin(
+            kms_env(&iam.admin).args(["encrypt", "--key-id", &iam.key(), "--context", context]),
+            format!("signed-{context}").as_bytes(),
+        );
+        assert_eq!(r.code, Some(0), "{}", r.stderr());
+        encrypted.push(r.stdout().trim().to_owned());
+    }
+    let decrypter = iam.user("decrypter", "kms:Decrypt");
+    let other = iam.user("other", "ssm:GetParameters");
+    let mut forged = decrypter.clone();
+    forged.insert(
+        "AWS_SECRET_ACCESS_KEY".into(),
+        "not-the-secret-key-of-this-access-key".into(),
+    );
+    iam.enforce();
+
+    let plaintexts: &[&[u8]] = &[b"signed-app=web", b"signed-app=api"];
+    for (env, code) in [(decrypter, 0), (other, 77), (forged, 77)] {
+        let mut env = env;
+        env.insert("WEB".into(), encrypted[0].clone().into());
+        env.insert("API".into(), encrypted[1].clone().into());
+        env.insert("KMS_ENV_CONTEXT".into(), "app=web".into());
+        let (r, dump) = exec_dump(&env, &[], &[]);
+        if code == 0 {
+            // The context is signed too: the right one decrypts, the other is refused (65).
+            assert_eq!(r.code, Some(65), "{}", r.stderr());
+            assert!(r.stderr().contains("API (kms): "), "{}", r.stderr());
+            assert!(!r.stderr().contains("WEB (kms)"), "{}", r.stderr());
+            env.remove(&OsString::from("API"));
+            let (r, dump) = exec_dump(&env, &[], &[]);
+            assert_eq!(r.code, Some(0), "{}", r.stderr());
+            assert_eq!(dump.var("WEB").unwrap(), plaintexts[0]);
+            assert_no_plaintext(&r, plaintexts);
+        } else {
+            assert_eq!(r.code, Some(code), "{}", r.stderr());
+            assert!(
+                r.stderr().contains("WEB (kms): access denied"),
+                "{}",
+                r.stderr()
+            );
+        }
+        assert!(!dump.started());
+        assert_no_plaintext(&r, plaintexts);
+    }
+}

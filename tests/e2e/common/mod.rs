@@ -107,6 +107,79 @@ fn die_with_parent(cmd: &mut Command) {
     }
 }
 
+/// A moto of its own whose requests are authenticated (SigV4 signatures checked against the
+/// users' secret keys) and authorised (the users' policies) once [`IamMoto::enforce`] is
+/// called: IAM enforcement is server-wide.
+pub struct IamMoto {
+    pub moto: Moto,
+    /// The environment of the set-up calls (before enforcement).
+    pub admin: BTreeMap<OsString, OsString>,
+}
+
+impl IamMoto {
+    pub fn start() -> IamMoto {
+        let moto = start_moto();
+        let mut admin = aws_env();
+        admin.insert("AWS_ENDPOINT_URL".into(), moto.url.clone().into());
+        IamMoto { moto, admin }
+    }
+
+    /// The AWS CLI against this moto, as the admin.
+    pub fn cli(&self, args: &[&str]) -> String {
+        aws_with(&self.admin, args)
+    }
+
+    /// A new IAM user allowed `action` on everything: the environment with its access key.
+    pub fn user(&self, name: &str, action: &str) -> BTreeMap<OsString, OsString> {
+        self.cli(&["iam", "create-user", "--user-name", name]);
+        let policy = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]
+        });
+        self.cli(&[
+            "iam",
+            "put-user-policy",
+            "--user-name",
+            name,
+            "--policy-name",
+            "p",
+            "--policy-document",
+            &policy.to_string(),
+        ]);
+        let keys = self.cli(&[
+            "iam",
+            "create-access-key",
+            "--user-name",
+            name,
+            "--query",
+            "AccessKey.[AccessKeyId,SecretAccessKey]",
+        ]);
+        let (id, secret) = keys.split_once('\t').unwrap();
+        let mut env = self.admin.clone();
+        env.insert("AWS_ACCESS_KEY_ID".into(), id.into());
+        env.insert("AWS_SECRET_ACCESS_KEY".into(), secret.into());
+        env
+    }
+
+    /// A new KMS key's id.
+    pub fn key(&self) -> String {
+        self.cli(&["kms", "create-key", "--query", "KeyMetadata.KeyId"])
+    }
+
+    /// From now on, every request is authenticated and authorised.
+    pub fn enforce(&self) {
+        let reset = Command::new(venv().join("bin/python"))
+            .args([
+                "-c",
+                "import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/moto-api/reset-auth', data=b'0', headers={'Content-Type': 'text/plain'}, method='POST'))",
+                &self.moto.url,
+            ])
+            .status()
+            .unwrap();
+        assert!(reset.success());
+    }
+}
+
 /// A minimal, fully controlled environment pointing at moto with static dummy credentials.
 pub fn aws_env() -> BTreeMap<OsString, OsString> {
     let m = moto();
