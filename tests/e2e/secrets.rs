@@ -4,8 +4,6 @@
 //! `check --iam-policy` name exactly the secrets.
 
 use crate::common::*;
-use std::collections::BTreeMap;
-use std::ffi::OsString;
 
 /// `put-secret-value`: a new AWSCURRENT version (the old one becomes AWSPREVIOUS).
 fn put_secret_value(name: &str, value: &str) -> String {
