@@ -186,8 +186,8 @@ fn lookups_now(
     info!("resolving {}", plan.lookups.summary());
     with_aws(global, fallback_region, then, async |aws, deadline| {
         let kms = AwsKms::new(aws);
-        let ssm = AwsSsm::new(&aws.config);
-        let sm = AwsSecretsManager::new(&aws.config);
+        let ssm = AwsSsm::new(aws);
+        let sm = AwsSecretsManager::new(aws);
         let clients = Clients {
             kms: &kms,
             ssm: &ssm,

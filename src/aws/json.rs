@@ -46,6 +46,33 @@ pub struct Service {
     pub resolve: fn(&Target) -> Result<Endpoint, String>,
 }
 
+/// A service crate's endpoint resolver (`aws_sdk_kms`, …) as a [`Service::resolve`]: the SDK's
+/// own endpoint rules (partitions, FIPS, dual-stack, an endpoint URL).
+macro_rules! resolver {
+    ($krate:ident) => {{
+        fn resolve(
+            target: &$crate::aws::json::Target,
+        ) -> Result<::aws_smithy_types::endpoint::Endpoint, String> {
+            use futures_util::FutureExt as _;
+            use $krate::config::endpoint::{DefaultResolver, Params, ResolveEndpoint as _};
+            let params = Params::builder()
+                .region(target.region.clone())
+                .use_fips(target.use_fips)
+                .use_dual_stack(target.use_dual_stack)
+                .set_endpoint(target.endpoint.clone())
+                .build()
+                .map_err(|e| e.to_string())?;
+            DefaultResolver::new()
+                .resolve_endpoint(&params)
+                .now_or_never()
+                .ok_or("the endpoint resolver did not answer at once")?
+                .map_err(|e| $crate::aws::describe(e.as_ref()))
+        }
+        resolve
+    }};
+}
+pub(crate) use resolver;
+
 /// What a service's endpoint resolver is given.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -227,7 +254,46 @@ struct Failed {
 /// The answer's body; zeroed when dropped (it may hold a plaintext).
 pub type Answer = Zeroizing<Vec<u8>>;
 
+/// `answer` read as `T` (borrowing from it where `T` does); an answer that is not the
+/// operation's JSON is a service error that names the operation, never the body.
+pub fn parse<'a, T: serde::Deserialize<'a>>(
+    answer: &'a Answer,
+    service: &Service,
+    operation: &str,
+) -> Result<T, Reason> {
+    serde_json::from_slice(answer).map_err(|_| {
+        Reason::new(
+            Class::ServiceError,
+            format!(
+                "{} answered {operation} with a body that is not its JSON",
+                service.id
+            ),
+        )
+    })
+}
+
+/// A request's JSON body.
+pub fn body(request: &impl serde::Serialize) -> Result<Vec<u8>, Reason> {
+    serde_json::to_vec(request)
+        .map_err(|e| Reason::new(Class::Config, format!("cannot make the request: {e}")))
+}
+
 impl Client {
+    /// Calls `operation` with the JSON `body` under `deadline`, in rounds ([`super::rounds`]):
+    /// the answer's body, or why there is none.
+    pub async fn call_in_rounds(
+        &self,
+        operation: &str,
+        body: &[u8],
+        codes: Codes,
+        deadline: tokio::time::Instant,
+    ) -> Result<Answer, Reason> {
+        super::rounds(deadline, |attempts| async move {
+            self.call(operation, body, codes, &attempts).await
+        })
+        .await
+    }
+
     /// Calls `operation` with the JSON `body`; the answer's body, or the reason of the last
     /// attempt. `attempts` records what each attempt saw (see [`super::rounds`]).
     pub async fn call(

@@ -15,11 +15,9 @@ use crate::sealed::{NAME_CONTEXT_KEY, Sealed, V1_TAG};
 use crate::secret::Secret;
 use crate::value::Context;
 use aws_sdk_kms::primitives::Blob;
-use aws_smithy_types::endpoint::Endpoint;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use futures_util::FutureExt as _;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -406,25 +404,8 @@ static KMS: json::Service = json::Service {
     id: "KMS",
     signing_name: "kms",
     target: "TrentService",
-    resolve: endpoint,
+    resolve: json::resolver!(aws_sdk_kms),
 };
-
-/// The KMS endpoint for `target`, by the SDK's own rules (partitions, FIPS, dual-stack).
-fn endpoint(target: &json::Target) -> Result<Endpoint, String> {
-    use aws_sdk_kms::config::endpoint::{DefaultResolver, Params, ResolveEndpoint as _};
-    let params = Params::builder()
-        .region(target.region.clone())
-        .use_fips(target.use_fips)
-        .use_dual_stack(target.use_dual_stack)
-        .set_endpoint(target.endpoint.clone())
-        .build()
-        .map_err(|e| e.to_string())?;
-    DefaultResolver::new()
-        .resolve_endpoint(&params)
-        .now_or_never()
-        .ok_or("the endpoint resolver did not answer at once")?
-        .map_err(|e| aws::describe(e.as_ref()))
-}
 
 impl AwsKms {
     /// A KMS client for `aws`'s region (calls fail with a configuration error without one).
@@ -472,30 +453,23 @@ impl Kms for AwsKms {
         deadline: Instant,
     ) -> Result<Fetched, Reason> {
         let client = self.lean.client(None)?;
-        let request = serde_json::to_vec(&DecryptRequest {
+        let request = json::body(&DecryptRequest {
             blob: BASE64.encode(blob),
             context,
-        })
-        .map_err(|e| Reason::new(Class::Config, format!("cannot make the request: {e}")))?;
-        let answer = aws::rounds(deadline, |attempts| {
-            let (client, request) = (&client, &request);
-            async move { client.call("Decrypt", request, codes, &attempts).await }
-        })
-        .await?;
-        let unusable = |what: &str| {
-            Reason::new(
-                Class::ServiceError,
-                format!("KMS answered Decrypt with {what}"),
-            )
-        };
-        let parsed: DecryptAnswer =
-            serde_json::from_slice(&answer).map_err(|_| unusable("a body that is not its JSON"))?;
+        })?;
+        let answer = client
+            .call_in_rounds("Decrypt", &request, codes, deadline)
+            .await?;
+        let parsed: DecryptAnswer = json::parse(&answer, &KMS, "Decrypt")?;
         let encoded = parsed
             .plaintext
             .ok_or_else(|| Reason::new(Class::ServiceError, "KMS returned no plaintext"))?;
-        let plaintext = BASE64
-            .decode(encoded.as_bytes())
-            .map_err(|_| unusable("a plaintext that is not base64"))?;
+        let plaintext = BASE64.decode(encoded.as_bytes()).map_err(|_| {
+            Reason::new(
+                Class::ServiceError,
+                "KMS answered Decrypt with a plaintext that is not base64",
+            )
+        })?;
         if let std::borrow::Cow::Owned(copy) = encoded {
             zeroize::Zeroize::zeroize(&mut copy.into_bytes());
         }

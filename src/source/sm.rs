@@ -10,10 +10,10 @@
 
 use super::ssm::{account_id, lower_dash};
 use super::{Fetched, Lookup, LookupId, Lookups, Outcomes, Resolved, within};
-use crate::aws::{self, Regional};
+use crate::aws::{Aws, json};
 use crate::error::{Class, Reason};
 use crate::secret::Secret;
-use aws_config::SdkConfig;
+use base64::Engine as _;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -557,18 +557,52 @@ fn codes(code: &str, message: &str) -> Option<Class> {
     }
 }
 
-/// Secrets Manager through the AWS SDK; ARN references go to the ARN's region.
+/// Secrets Manager without the SDK's orchestrator ([`json`]): its calls are on the start's
+/// critical path. ARN references go to the ARN's region.
 pub struct AwsSecretsManager {
-    clients: Regional<aws_sdk_secretsmanager::Client>,
+    clients: json::Clients,
 }
 
+/// Secrets Manager as [`json`] calls it.
+static SECRETS_MANAGER: json::Service = json::Service {
+    id: "Secrets Manager",
+    signing_name: "secretsmanager",
+    target: "secretsmanager",
+    resolve: json::resolver!(aws_sdk_secretsmanager),
+};
+
 impl AwsSecretsManager {
-    /// A client for `config`'s region, and the means to make one for other regions.
-    pub fn new(config: &SdkConfig) -> Self {
+    /// A client for `aws`'s region, and the means to make one for other regions.
+    pub fn new(aws: &Aws) -> Self {
         AwsSecretsManager {
-            clients: Regional::new(config, aws_sdk_secretsmanager::Client::new),
+            clients: json::Clients::new(&aws.json, &SECRETS_MANAGER),
         }
     }
+}
+
+/// `GetSecretValue`'s request.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetSecretValue<'a> {
+    secret_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version_stage: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version_id: Option<&'a str>,
+}
+
+/// What kms-env reads of `GetSecretValue`'s answer.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SecretAnswer {
+    #[serde(rename = "ARN")]
+    arn: Option<String>,
+    version_id: Option<String>,
+    #[serde(default)]
+    version_stages: Vec<String>,
+    secret_string: Option<String>,
+    /// Base64.
+    secret_binary: Option<String>,
 }
 
 impl SecretsManager for AwsSecretsManager {
@@ -580,18 +614,36 @@ impl SecretsManager for AwsSecretsManager {
         deadline: Instant,
     ) -> Result<SecretValue, Reason> {
         let client = self.clients.client(region)?;
-        let out = aws::call(deadline, codes, |attempts| {
-            let request = client.get_secret_value().secret_id(id);
-            let request = match version {
-                Version::Stage(s) => request.version_stage(s),
-                Version::Id(v) => request.version_id(v),
-            };
-            request.customize().interceptor(attempts).send()
-        })
-        .await?;
+        let request = json::body(&GetSecretValue {
+            secret_id: id,
+            version_stage: match version {
+                Version::Stage(s) => Some(s),
+                Version::Id(_) => None,
+            },
+            version_id: match version {
+                Version::Id(v) => Some(v),
+                Version::Stage(_) => None,
+            },
+        })?;
+        let answer = client
+            .call_in_rounds("GetSecretValue", &request, codes, deadline)
+            .await?;
+        let out: SecretAnswer = json::parse(&answer, &SECRETS_MANAGER, "GetSecretValue")?;
         let (value, binary) = match (out.secret_string, out.secret_binary) {
             (Some(s), _) => (Secret::from(s), false),
-            (None, Some(b)) => (Secret::new(b.into_inner()), true),
+            (None, Some(b)) => {
+                let b = Secret::from(b);
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(b.expose())
+                    .map_err(|_| {
+                        Reason::new(
+                            Class::ServiceError,
+                            "Secrets Manager answered GetSecretValue with a SecretBinary that \
+                             is not base64",
+                        )
+                    })?;
+                (Secret::new(decoded), true)
+            }
             (None, None) => {
                 return Err(Reason::new(
                     Class::NotFound,
@@ -602,7 +654,7 @@ impl SecretsManager for AwsSecretsManager {
         Ok(SecretValue {
             arn: out.arn,
             version_id: out.version_id,
-            stages: out.version_stages.unwrap_or_default(),
+            stages: out.version_stages,
             value,
             binary,
         })

@@ -8,10 +8,9 @@
 //! IAM statement. See README "Reference syntax".
 
 use super::{Fetched, Item, Lookup, LookupId, Lookups, Outcomes, Resolved, within};
-use crate::aws::{self, Regional};
+use crate::aws::{Aws, json};
 use crate::error::{Class, Reason};
 use crate::secret::Secret;
-use aws_config::SdkConfig;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -485,31 +484,90 @@ fn codes(code: &str, _message: &str) -> Option<Class> {
     }
 }
 
-/// Parameter Store through the AWS SDK; ARN references go to the ARN's region.
+/// Parameter Store without the SDK's orchestrator ([`json`]): its calls are on the start's
+/// critical path. ARN references go to the ARN's region.
 pub struct AwsSsm {
-    clients: Regional<aws_sdk_ssm::Client>,
+    clients: json::Clients,
 }
 
+/// SSM as [`json`] calls it.
+static SSM: json::Service = json::Service {
+    id: "SSM",
+    signing_name: "ssm",
+    target: "AmazonSSM",
+    resolve: json::resolver!(aws_sdk_ssm),
+};
+
 impl AwsSsm {
-    /// An SSM client for `config`'s region, and the means to make one for other regions.
-    pub fn new(config: &SdkConfig) -> Self {
+    /// An SSM client for `aws`'s region, and the means to make one for other regions.
+    pub fn new(aws: &Aws) -> Self {
         AwsSsm {
-            clients: Regional::new(config, aws_sdk_ssm::Client::new),
+            clients: json::Clients::new(&aws.json, &SSM),
         }
     }
 }
 
+/// `GetParameters`' request.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetParameters<'a> {
+    names: &'a [String],
+    with_decryption: bool,
+}
+
+/// `GetParametersByPath`'s request.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetParametersByPath<'a> {
+    path: &'a str,
+    recursive: bool,
+    with_decryption: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameter_filters: Option<[Filter<'a>; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<&'a str>,
+}
+
+/// A `ParameterStringFilter`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Filter<'a> {
+    key: &'static str,
+    option: &'static str,
+    values: [&'a str; 1],
+}
+
+/// What kms-env reads of both answers.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Parameters {
+    #[serde(default)]
+    parameters: Vec<Returned>,
+    next_token: Option<String>,
+}
+
+/// A parameter of an answer.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Returned {
+    name: Option<String>,
+    value: Option<String>,
+    #[serde(rename = "ARN")]
+    arn: Option<String>,
+    version: Option<i64>,
+}
+
 /// The answers in what SSM returned (parameters without a name or value are left out).
-fn answers_of(parameters: Option<Vec<aws_sdk_ssm::types::Parameter>>) -> Vec<Answer> {
+fn answers_of(parameters: Vec<Returned>) -> Vec<Answer> {
     parameters
-        .unwrap_or_default()
         .into_iter()
         .filter_map(|p| {
+            let value = Secret::from(p.value?);
             Some(Answer {
                 name: p.name?,
                 arn: p.arn,
-                version: Some(p.version),
-                value: Secret::from(p.value?),
+                version: p.version,
+                value,
             })
         })
         .collect()
@@ -523,16 +581,14 @@ impl Ssm for AwsSsm {
         deadline: Instant,
     ) -> Result<Vec<Answer>, Reason> {
         let client = self.clients.client(region)?;
-        let out = aws::call(deadline, codes, |attempts| {
-            client
-                .get_parameters()
-                .set_names(Some(names.to_vec()))
-                .with_decryption(true)
-                .customize()
-                .interceptor(attempts)
-                .send()
-        })
-        .await?;
+        let request = json::body(&GetParameters {
+            names,
+            with_decryption: true,
+        })?;
+        let answer = client
+            .call_in_rounds("GetParameters", &request, codes, deadline)
+            .await?;
+        let out: Parameters = json::parse(&answer, &SSM, "GetParameters")?;
         Ok(answers_of(out.parameters))
     }
 
@@ -543,30 +599,23 @@ impl Ssm for AwsSsm {
         deadline: Instant,
     ) -> Result<(Vec<Answer>, Option<String>), Reason> {
         let client = self.clients.client(None)?;
-        let filters = match &load.label {
-            None => None,
-            Some(label) => Some(vec![
-                aws_sdk_ssm::types::ParameterStringFilter::builder()
-                    .key("Label")
-                    .option("Equals")
-                    .values(label)
-                    .build()
-                    .map_err(|e| Reason::new(Class::Malformed, e.to_string()))?,
-            ]),
-        };
-        let out = aws::call(deadline, codes, |attempts| {
-            client
-                .get_parameters_by_path()
-                .path(&load.path)
-                .recursive(load.recursive)
-                .with_decryption(true)
-                .set_parameter_filters(filters.clone())
-                .set_next_token(next.map(str::to_owned))
-                .customize()
-                .interceptor(attempts)
-                .send()
-        })
-        .await?;
+        let request = json::body(&GetParametersByPath {
+            path: &load.path,
+            recursive: load.recursive,
+            with_decryption: true,
+            parameter_filters: load.label.as_deref().map(|label| {
+                [Filter {
+                    key: "Label",
+                    option: "Equals",
+                    values: [label],
+                }]
+            }),
+            next_token: next,
+        })?;
+        let answer = client
+            .call_in_rounds("GetParametersByPath", &request, codes, deadline)
+            .await?;
+        let out: Parameters = json::parse(&answer, &SSM, "GetParametersByPath")?;
         Ok((answers_of(out.parameters), out.next_token))
     }
 }
