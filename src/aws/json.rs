@@ -1,5 +1,6 @@
-//! The AWS JSON 1.1 protocol, which KMS, SSM and Secrets Manager speak, for the calls on a
-//! start's critical path (KMS `Decrypt`), made without the SDK's orchestrator: one SigV4-signed
+//! The AWS JSON 1.1 protocol, which KMS, SSM and Secrets Manager speak, for the reads on a
+//! start's critical path (KMS `Decrypt`, SSM `GetParameters` and `GetParametersByPath`, Secrets
+//! Manager `GetSecretValue`), made without the SDK's orchestrator: one SigV4-signed
 //! `POST` per attempt through the same [`Transport`] (connections, TLS, proxies) as the SDK's
 //! calls, the same retry rules (attempts with full-jitter backoff, an attempt timeout, the
 //! retryable errors of the SDK's standard mode) and the same classification of answers
@@ -322,6 +323,14 @@ impl Client {
                 None => sent.await,
             };
             attempts.record(outcome.as_ref().err().map(|f| f.seen.clone()));
+            tracing::debug!(
+                "{} {operation}, attempt {attempt} of {max} to {}: {}",
+                self.service.id,
+                endpoint.as_deref().unwrap_or("?"),
+                outcome
+                    .as_ref()
+                    .map_or_else(|f| f.seen.1.as_str(), |_| "answered")
+            );
             match outcome {
                 Ok(answer) => return Ok(answer),
                 Err(failed) if failed.retry && attempt < max => {
