@@ -113,8 +113,11 @@ fn with_aws<T>(
     then: Then,
     work: impl AsyncFnOnce(&Aws, Instant) -> Result<T, Reason>,
 ) -> Result<T, Reason> {
+    // I/O and timers only: the AWS work needs no signal or process driver (whose set-up, a
+    // socket pair and a dup of the poller, every start would otherwise pay).
     let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_io()
+        .enable_time()
         .build()
         .map_err(|e| {
             Reason::new(

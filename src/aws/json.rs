@@ -197,7 +197,17 @@ impl Clients {
                 .and_then(|c| c.load_config(key))
                 .or_else(|| config.endpoint_url().map(str::to_owned)),
         };
-        let endpoint = (self.service.resolve)(&target).map_err(|e| {
+        let endpoint = match &target.endpoint {
+            // What the services' endpoint rules give for an endpoint URL without FIPS or
+            // dual-stack (with either, the rules refuse it: asked below). The resolver would
+            // first build its partition table (a JSON document and regular expressions per
+            // partition), which an endpoint URL never needs.
+            Some(url) if !target.use_fips && !target.use_dual_stack => {
+                Ok(Endpoint::builder().url(url.clone()).build())
+            }
+            _ => (self.service.resolve)(&target),
+        }
+        .map_err(|e| {
             Reason::new(
                 Class::Config,
                 format!("no {} endpoint for region {region}: {e}", self.service.id),

@@ -641,6 +641,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn endpoints_follow_the_sdks_rules() {
+        let target = |region: &str, fips: bool, dual: bool, url: Option<&str>| json::Target {
+            region: region.into(),
+            use_fips: fips,
+            use_dual_stack: dual,
+            endpoint: url.map(Into::into),
+        };
+        let url = |t: json::Target| (KMS.resolve)(&t).map(|e| e.url().to_owned());
+        assert_eq!(
+            url(target("eu-west-1", false, false, None)).unwrap(),
+            "https://kms.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            url(target("us-east-1", true, false, None)).unwrap(),
+            "https://kms-fips.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            url(target("cn-north-1", false, false, None)).unwrap(),
+            "https://kms.cn-north-1.amazonaws.com.cn"
+        );
+        // An endpoint URL is used as it is (json::Clients takes that branch without the
+        // resolver), and refused with FIPS or dual-stack.
+        assert_eq!(
+            url(target(
+                "us-east-1",
+                false,
+                false,
+                Some("http://127.0.0.1:5000")
+            ))
+            .unwrap(),
+            "http://127.0.0.1:5000"
+        );
+        for (fips, dual) in [(true, false), (false, true)] {
+            let err = url(target(
+                "us-east-1",
+                fips,
+                dual,
+                Some("http://127.0.0.1:5000"),
+            ));
+            assert!(err.is_err(), "{fips} {dual}");
+        }
+    }
+
+    #[test]
     fn kms_standard_and_url_safe_padded_or_not() {
         let bytes = vec![0xfb, 0xff, 0xbf, 0x01];
         for v in ["+/+/AQ==", "+/+/AQ", "-_-_AQ==", "-_-_AQ"] {

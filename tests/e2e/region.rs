@@ -99,3 +99,43 @@ fn no_region_anywhere_is_78_saying_what_was_tried() {
         assert!(err.contains(tried), "{tried} missing from: {err}");
     }
 }
+
+#[test]
+fn fips_or_dual_stack_with_an_endpoint_url_is_78_as_the_sdks_rules_say() {
+    // The SDK's endpoint rules refuse a custom endpoint with FIPS or dual-stack; kms-env's own
+    // calls go by the same rules, for every source.
+    for (var, says) in [
+        (
+            "AWS_USE_FIPS_ENDPOINT",
+            "Invalid Configuration: FIPS and custom endpoint are not supported",
+        ),
+        (
+            "AWS_USE_DUALSTACK_ENDPOINT",
+            "Invalid Configuration: Dualstack and custom endpoint are not supported",
+        ),
+    ] {
+        let mut env = aws_env();
+        env.insert(var.into(), "true".into());
+        env.insert("K".into(), cli_encrypt(b"fips-plaintext").into());
+        env.insert("P".into(), "ssm:/no/such/parameter".into());
+        env.insert("S".into(), "sm:no-such-secret".into());
+        let (r, dump) = exec_dump(&env, &[], &[]);
+        assert_eq!(r.code, Some(78), "{}", r.stderr());
+        assert!(!dump.started());
+        for (name, service) in [
+            ("K (kms)", "KMS"),
+            ("P (ssm", "SSM"),
+            ("S (sm", "Secrets Manager"),
+        ] {
+            assert!(r.stderr().contains(name), "{}", r.stderr());
+            assert!(
+                r.stderr().contains(&format!(
+                    "no {service} endpoint for region {REGION}: {says}"
+                )),
+                "{}",
+                r.stderr()
+            );
+        }
+        assert_no_plaintext(&r, &[b"fips-plaintext"]);
+    }
+}
