@@ -219,14 +219,31 @@ fn http_only(proxy: ProxyConfig) -> SharedHttpClient {
 /// `extra`.
 fn tls_config(extra: Vec<TrustAnchor<'static>>) -> Arc<TlsConfig> {
     TlsConfig::new(Arc::new(move || {
-        Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS configuration: {e}"))?
-        .with_root_certificates(roots(&extra))
-        .with_no_client_auth())
+        Ok(
+            rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("TLS configuration: {e}"))?
+                .with_root_certificates(roots(&extra))
+                .with_no_client_auth(),
+        )
     }))
+}
+
+/// `ring`'s provider with AES-128-GCM and SHA-256 offered first (rustls offers AES-256-GCM with
+/// SHA-384 first): SHA-256 runs on the CPU's SHA extensions where SHA-384 is computed in
+/// software, and it is the suite AWS's endpoints prefer (TLS 1.3's mandatory one, Go's first
+/// choice on CPUs with AES instructions). Every suite stays offered; BENCHMARKS.md has the gain.
+fn provider() -> rustls::crypto::CryptoProvider {
+    use rustls::CipherSuite as Suite;
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.sort_by_key(|s| match s.suite() {
+        Suite::TLS13_AES_128_GCM_SHA256 => 0,
+        _ if s.tls13().is_some() => 1,
+        Suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+        | Suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 2,
+        _ => 3,
+    });
+    provider
 }
 
 /// The HTTPS client (rustls with ring, sessions resumed: see [`super::https`]).
@@ -457,6 +474,28 @@ mod tests {
         let cut = b"-----BEGIN CERTIFICATE-----\nAAAA\n";
         assert_eq!(pem_certificates(cut).collect::<Vec<_>>(), vec![None]);
         assert_eq!(pem_certificates(b"no pem here").count(), 0);
+    }
+
+    #[test]
+    fn aes_128_with_sha_256_is_offered_first_and_nothing_is_dropped() {
+        use rustls::CipherSuite as Suite;
+        let ours: Vec<Suite> = provider().cipher_suites.iter().map(|s| s.suite()).collect();
+        let theirs: Vec<Suite> = rustls::crypto::ring::default_provider()
+            .cipher_suites
+            .iter()
+            .map(|s| s.suite())
+            .collect();
+        assert_eq!(ours[0], Suite::TLS13_AES_128_GCM_SHA256);
+        assert_eq!(ours[1], Suite::TLS13_AES_256_GCM_SHA384);
+        let tls12 = ours
+            .iter()
+            .position(|s| *s == Suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
+            .unwrap();
+        assert_eq!(tls12, 3, "the three TLS 1.3 suites first: {ours:?}");
+        let (mut a, mut b) = (ours.clone(), theirs);
+        a.sort_by_key(|s| u16::from(*s));
+        b.sort_by_key(|s| u16::from(*s));
+        assert_eq!(a, b);
     }
 
     #[test]
