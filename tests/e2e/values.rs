@@ -216,3 +216,60 @@ fn decrypt_requests_are_signed_and_authorised_as_aws_checks_them() {
         assert_no_plaintext(&r, plaintexts);
     }
 }
+
+#[test]
+fn a_decrypt_request_is_aws_json_signed_for_kms_in_the_region() {
+    // The request as it goes on the wire, against a server that checks its head and answers as
+    // KMS does: AWS JSON 1.1 with the operation in X-Amz-Target, SigV4 for kms in the region,
+    // kms-env's own User-Agent (what CloudTrail shows), the session token when there is one.
+    let kms = http_server("", |_| {
+        Reply::ok(
+            r#"{"KeyId":"arn:aws:kms:eu-central-1:123456789012:key/k","Plaintext":"d2lyZS1wbGFpbnRleHQ=","EncryptionAlgorithm":"SYMMETRIC_DEFAULT"}"#
+                .to_owned(),
+        )
+    });
+    let mut env = aws_env();
+    env.insert("AWS_REGION".into(), "eu-central-1".into());
+    env.insert("AWS_ENDPOINT_URL_KMS".into(), kms.url.clone().into());
+    env.insert("AWS_SESSION_TOKEN".into(), "session-token-value".into());
+    env.insert("K".into(), "kms:AQIDBA==".into());
+    let (r, dump) = exec_dump(&env, &[], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    assert_eq!(dump.var("K").unwrap(), b"wire-plaintext");
+    let heads = kms.requests.lock().unwrap().clone();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    let head = &heads[0];
+    assert!(head.starts_with("POST / HTTP/1.1\r\n"), "{head}");
+    assert!(
+        has_header(head, "content-type", "application/x-amz-json-1.1"),
+        "{head}"
+    );
+    assert!(
+        has_header(head, "x-amz-target", "TrentService.Decrypt"),
+        "{head}"
+    );
+    assert!(
+        has_header(
+            head,
+            "user-agent",
+            concat!("kms-env/", env!("CARGO_PKG_VERSION"))
+        ),
+        "{head}"
+    );
+    assert!(
+        has_header(head, "x-amz-security-token", "session-token-value"),
+        "{head}"
+    );
+    let authorization = head
+        .lines()
+        .find_map(|l| l.strip_prefix("authorization: "))
+        .unwrap_or_else(|| panic!("no authorization: {head}"));
+    assert!(
+        authorization.starts_with("AWS4-HMAC-SHA256 Credential=testing/")
+            && authorization.contains("/eu-central-1/kms/aws4_request, SignedHeaders=")
+            && authorization.contains("x-amz-security-token")
+            && authorization.contains("x-amz-target"),
+        "{authorization}"
+    );
+    assert_no_plaintext(&r, &[b"wire-plaintext"]);
+}

@@ -610,6 +610,17 @@ pub fn http_server(path: &str, answer: impl Fn(&str) -> Reply + Send + 'static) 
                 }
                 head.push_str(&line);
             }
+            // Read the body (a POST's), so that closing the connection does not reset it.
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            let mut body = vec![0; length];
+            let _ = std::io::Read::read_exact(&mut reader, &mut body);
             let reply = answer(&head);
             seen.lock().unwrap().push(head);
             let _ = write!(
