@@ -1,7 +1,8 @@
-//! What every AWS source shares: loading the SDK configuration, clients per region, the
-//! start-up retry rules around one call ([`call`]), and the mapping of SDK errors to a
-//! [`Reason`] ([`classify`]). The service calls themselves live in their source modules
-//! (`crate::source::kms`, `ssm`, `sm`); see ARCHITECTURE.md.
+//! What every AWS source shares: loading the SDK configuration ([`Aws`]), SDK clients per
+//! region, the start-up retry rules around one call ([`rounds`]; [`call`] for the SDK's calls,
+//! [`json`] for the reads of a start, which are made without the SDK's orchestrator), and the
+//! mapping of errors to a [`Reason`] ([`classify`]). The service calls themselves live in their
+//! source modules (`crate::source::kms`, `ssm`, `sm`); see ARCHITECTURE.md.
 //!
 //! Configuration comes from `aws-config`'s default chain (environment, profile, web identity,
 //! ECS container credentials, IMDS), so `AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL[_KMS|_SSM]`,
