@@ -4,9 +4,9 @@
 //! `POST` per attempt through the same [`Transport`] (connections, TLS, proxies) as the SDK's
 //! calls, the same retry rules (attempts with full-jitter backoff, an attempt timeout, the
 //! retryable errors of the SDK's standard mode) and the same classification of answers
-//! (the parent module's `class_of_code`, the service's own [`Codes`]). What the orchestrator does per call
-//! (configuration layers, interceptors, type-erased boxes) was most of a call's user-space CPU;
-//! see BENCHMARKS.md. The endpoint comes from the service crate's own resolver and the
+//! (the parent module's `class_of_code`, the service's own [`Codes`]). What the orchestrator
+//! does per call (configuration layers, interceptors, type-erased boxes) was most of a call's
+//! user-space CPU; see BENCHMARKS.md. The endpoint comes from the service crate's own resolver and the
 //! credentials from the configuration's provider, fetched once per client set.
 
 use super::tls::Transport;
