@@ -1,14 +1,13 @@
 //! The AWS JSON 1.1 protocol, which KMS, SSM and Secrets Manager speak, for the reads on a
 //! start's critical path (KMS `Decrypt`, SSM `GetParameters` and `GetParametersByPath`, Secrets
-//! Manager `GetSecretValue`), made without the SDK's orchestrator: one SigV4-signed
-//! `POST` per attempt through the same [`Transport`] (connections, TLS, proxies) as the SDK's
-//! calls, the same retry rules (attempts with full-jitter backoff, an attempt timeout, the
-//! retryable errors of the SDK's standard mode) and the same classification of answers
-//! (the parent module's `class_of_code`, the service's own [`Codes`]). What the orchestrator
-//! does per call (configuration layers, interceptors, type-erased boxes) was most of a call's
-//! user-space CPU; see BENCHMARKS.md. The endpoint comes from the service crate's own resolver and the
-//! credentials from the configuration's provider, fetched once per client set.
-
+//! Manager `GetSecretValue`), made without the SDK's orchestrator: one SigV4-signed `POST` per
+//! attempt through the same [`Transport`] (connections, TLS, proxies) as the SDK's calls, the
+//! same retry rules (attempts with full-jitter backoff, an attempt timeout, the retryable errors
+//! of the SDK's standard mode) and the same classification of answers (the parent module's
+//! `class_of_code`, the service's own [`Codes`]). What the orchestrator does per call
+//! (configuration layers, interceptors, type-erased boxes) was most of a call's user-space CPU;
+//! see BENCHMARKS.md. The endpoint comes from the service crate's own resolver and the
+//! credentials from the configuration's provider, fetched once per start.
 use super::tls::Transport;
 use super::{Attempts, Codes, class_of_code, credentials_reason, describe, find_source};
 use crate::error::{Class, Reason};
