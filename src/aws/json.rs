@@ -324,7 +324,13 @@ impl Client {
             let outcome = match self.shared.attempt_timeout {
                 Some(limit) => tokio::time::timeout(limit, sent).await.unwrap_or_else(|_| {
                     Err(Failed {
-                        reason: Reason::new(Class::TimedOut, "the SDK's timeout passed"),
+                        reason: Reason::new(
+                            Class::TimedOut,
+                            format!(
+                                "no answer within the attempt timeout ({} ms)",
+                                limit.as_millis()
+                            ),
+                        ),
                         retry: true,
                         seen: no_response(),
                     })
