@@ -464,15 +464,17 @@ impl Kms for AwsKms {
         let encoded = parsed
             .plaintext
             .ok_or_else(|| Reason::new(Class::ServiceError, "KMS returned no plaintext"))?;
-        let plaintext = BASE64.decode(encoded.as_bytes()).map_err(|_| {
+        let plaintext = BASE64.decode(encoded.as_bytes());
+        // A copy (only made for a JSON string with escapes) is zeroed, whether it decoded or not.
+        if let std::borrow::Cow::Owned(copy) = encoded {
+            zeroize::Zeroize::zeroize(&mut copy.into_bytes());
+        }
+        let plaintext = plaintext.map_err(|_| {
             Reason::new(
                 Class::ServiceError,
                 "KMS answered Decrypt with a plaintext that is not base64",
             )
         })?;
-        if let std::borrow::Cow::Owned(copy) = encoded {
-            zeroize::Zeroize::zeroize(&mut copy.into_bytes());
-        }
         Ok(Fetched {
             source: parsed.key_id,
             ..Fetched::plain(Secret::new(plaintext))
