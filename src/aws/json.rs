@@ -9,7 +9,7 @@
 //! see BENCHMARKS.md. The endpoint comes from the service crate's own resolver and the
 //! credentials from the configuration's provider, fetched once per start.
 use super::tls::Transport;
-use super::{Attempts, Codes, class_of_code, credentials_reason, describe, find_source};
+use super::{Attempts, Codes, class_of_code, credentials_reason, describe, error_of, find_source};
 use crate::error::{Class, Reason};
 use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
@@ -169,12 +169,12 @@ impl Clients {
 
     /// The client for `region` (`None` = the configured one; a configuration error without one).
     pub fn client(&self, region: Option<&str>) -> Result<Client, Reason> {
-        let configured = self.shared.config.region().map(|r| r.as_ref().to_owned());
+        let configured = self.shared.config.region().map(AsRef::as_ref);
         match region {
-            Some(r) if configured.as_deref() != Some(r) => self.make(r),
+            Some(r) if configured != Some(r) => self.make(r),
             _ => match configured {
                 None => Err(super::no_region()),
-                Some(r) => self.default.get_or_init(|| self.make(&r)).clone(),
+                Some(r) => self.default.get_or_init(|| self.make(r)).clone(),
             },
         }
     }
@@ -216,6 +216,7 @@ impl Clients {
         Ok(Client {
             shared: self.shared.clone(),
             service: self.service,
+            authority: super::authority(endpoint.url()),
             url: endpoint.url().to_owned(),
             signing_region: signing_region.unwrap_or_else(|| region.to_owned()),
             signing_name: signing_name.unwrap_or_else(|| self.service.signing_name.to_owned()),
@@ -248,6 +249,8 @@ fn signing_of(endpoint: &Endpoint) -> (Option<String>, Option<String>) {
 pub struct Client {
     shared: Arc<Shared>,
     service: &'static Service,
+    /// `host:port` of `url`, for messages.
+    authority: Option<String>,
     url: String,
     signing_region: String,
     signing_name: String,
@@ -289,6 +292,21 @@ pub fn body(request: &impl serde::Serialize) -> Result<Vec<u8>, Reason> {
 }
 
 impl Client {
+    /// Calls `operation` with `request` as its JSON body under `deadline`, in rounds, and reads
+    /// the answer as `T` (the answer's body is zeroed once `T` is made).
+    pub async fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        operation: &str,
+        request: &impl serde::Serialize,
+        codes: Codes,
+        deadline: tokio::time::Instant,
+    ) -> Result<T, Reason> {
+        let answer = self
+            .call_in_rounds(operation, &body(request)?, codes, deadline)
+            .await?;
+        parse(&answer, self.service, operation)
+    }
+
     /// Calls `operation` with the JSON `body` under `deadline`, in rounds ([`super::rounds`]):
     /// the answer's body, or why there is none.
     pub async fn call_in_rounds(
@@ -314,13 +332,13 @@ impl Client {
         attempts: &Attempts,
     ) -> Result<Answer, Reason> {
         let credentials = self.shared.credentials().await?;
-        let endpoint = super::authority(&self.url);
-        attempts.set_endpoint(endpoint.clone());
+        let endpoint = self.authority.as_deref();
+        attempts.set_endpoint(self.authority.clone());
         let max = self.shared.max_attempts;
         let mut attempt = 1;
         loop {
             let request = self.request(operation, body, &credentials)?;
-            let sent = self.attempt(request, codes, endpoint.as_deref());
+            let sent = self.attempt(request, codes, endpoint);
             let outcome = match self.shared.attempt_timeout {
                 Some(limit) => tokio::time::timeout(limit, sent).await.unwrap_or_else(|_| {
                     Err(Failed {
@@ -341,7 +359,7 @@ impl Client {
             tracing::debug!(
                 "{} {operation}, attempt {attempt} of {max} to {}: {}",
                 self.service.id,
-                endpoint.as_deref().unwrap_or("?"),
+                endpoint.unwrap_or("?"),
                 outcome
                     .as_ref()
                     .map_or_else(|f| f.seen.1.as_str(), |_| "answered")
@@ -434,7 +452,7 @@ impl Client {
         if (200..300).contains(&status) {
             return Ok(body);
         }
-        Err(service_error(status, header_code, &body, codes))
+        Err(service_error(status, header_code.as_deref(), &body, codes))
     }
 }
 
@@ -506,30 +524,9 @@ const RETRIED_CODES: &[&str] = &[
     "RequestTimeoutException",
 ];
 
-/// The AWS error code and message of an error answer: the `x-amzn-ErrorType` header or the
-/// body's `__type` (`com.amazonaws.kms#NotFoundException`, `…:http://…`), and `message`.
-fn error_of(header: Option<String>, body: &[u8]) -> (Option<String>, String) {
-    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-    let field = |k: &str| {
-        parsed
-            .as_ref()
-            .and_then(|v| v.get(k))
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_owned)
-    };
-    let code = header.or_else(|| field("__type")).map(|raw| {
-        let raw = raw.split(':').next().unwrap_or(&raw);
-        raw.rsplit('#').next().unwrap_or(raw).to_owned()
-    });
-    let message = field("message")
-        .or_else(|| field("Message"))
-        .unwrap_or_default();
-    (code.filter(|c| !c.is_empty()), message)
-}
-
 /// An error answer as a failed attempt, classified as [`super::classify_at`] classifies the
 /// SDK's service errors.
-fn service_error(status: u16, header: Option<String>, body: &[u8], codes: Codes) -> Failed {
+fn service_error(status: u16, header: Option<&str>, body: &[u8], codes: Codes) -> Failed {
     let (code, message) = error_of(header, body);
     let retry_status = matches!(status, 500 | 502 | 503 | 504);
     let Some(code) = code else {
@@ -595,7 +592,7 @@ mod tests {
 
         let f = service_error(
             400,
-            Some("AccessDeniedException:http://internal.amazon.com/".into()),
+            Some("AccessDeniedException:http://internal.amazon.com/"),
             br#"{"Message":"not allowed"}"#,
             none,
         );

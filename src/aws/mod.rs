@@ -219,17 +219,33 @@ fn authority(url: &str) -> Option<String> {
 
 /// The AWS error code of a response: the `x-amzn-ErrorType` header or the JSON `__type`.
 fn error_code(r: &HttpResponse) -> Option<String> {
-    let raw = r
-        .headers()
-        .get("x-amzn-ErrorType")
+    let header = r.headers().get("x-amzn-ErrorType");
+    error_of(header, r.body().bytes().unwrap_or_default()).0
+}
+
+/// The AWS error code and message of an error answer (AWS JSON): the `x-amzn-ErrorType` header
+/// or the body's `__type` (`com.amazonaws.kms#NotFoundException`, `…:http://…`), and the body's
+/// `message` (or `Message`; empty when there is none).
+fn error_of(header: Option<&str>, body: &[u8]) -> (Option<String>, String) {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let field = |k: &str| {
+        parsed
+            .as_ref()
+            .and_then(|v| v.get(k))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    let code = header
         .map(str::to_owned)
-        .or_else(|| {
-            let body: serde_json::Value = serde_json::from_slice(r.body().bytes()?).ok()?;
-            body.get("__type")?.as_str().map(str::to_owned)
-        })?;
-    // `com.amazonaws.kms#ThrottlingException` or `ThrottlingException:http://…`
-    let raw = raw.split(':').next().unwrap_or(&raw);
-    Some(raw.rsplit('#').next().unwrap_or(raw).to_owned())
+        .or_else(|| field("__type"))
+        .map(|raw| {
+            let raw = raw.split(':').next().unwrap_or(&raw);
+            raw.rsplit('#').next().unwrap_or(raw).to_owned()
+        });
+    let message = field("message")
+        .or_else(|| field("Message"))
+        .unwrap_or_default();
+    (code.filter(|c| !c.is_empty()), message)
 }
 
 /// A random fraction in `[0, 1)` for jitter.

@@ -16,7 +16,7 @@
 
 use super::https::{Https, TlsConfig};
 use crate::error::{Class, Reason};
-use aws_smithy_async::rt::sleep::default_async_sleep;
+use aws_smithy_async::rt::sleep::{SharedAsyncSleep, default_async_sleep};
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::{Builder, Connector};
 use aws_smithy_runtime_api::client::http::{
@@ -206,13 +206,21 @@ fn proxy_setting(https: bool) -> Result<Option<(ProxyConfig, String, String)>, R
 /// The plain HTTP client (through `HTTP_PROXY` when set).
 fn http_only(proxy: ProxyConfig) -> SharedHttpClient {
     Builder::new().build_with_connector_fn(move |settings, components| {
-        let mut builder = Connector::builder();
-        builder.set_connector_settings(settings.cloned());
-        if let Some(components) = components {
-            builder.set_sleep_impl(components.sleep_impl());
-        }
-        builder.proxy_config(proxy.clone()).build_http()
+        plain_connector(&proxy, settings, components.and_then(|c| c.sleep_impl()))
     })
+}
+
+/// A plain-HTTP connector through `proxy` with `settings`; `sleep` is the timer of its
+/// timeouts.
+fn plain_connector(
+    proxy: &ProxyConfig,
+    settings: Option<&HttpConnectorSettings>,
+    sleep: Option<SharedAsyncSleep>,
+) -> Connector {
+    let mut builder = Connector::builder();
+    builder.set_connector_settings(settings.cloned());
+    builder.set_sleep_impl(sleep);
+    builder.proxy_config(proxy.clone()).build_http()
 }
 
 /// The TLS configuration of the HTTPS client: rustls with ring, the roots of [`roots`] and
@@ -337,16 +345,11 @@ impl HttpConnector for ByScheme {
                     Some(components) => {
                         self.clients.http.http_connector(&self.settings, components)
                     }
-                    None => {
-                        let mut builder = Connector::builder();
-                        builder.set_connector_settings(Some(self.settings.clone()));
-                        builder.set_sleep_impl(default_async_sleep());
-                        SharedHttpConnector::new(
-                            builder
-                                .proxy_config(self.clients.http_proxy.clone())
-                                .build_http(),
-                        )
-                    }
+                    None => SharedHttpConnector::new(plain_connector(
+                        &self.clients.http_proxy,
+                        Some(&self.settings),
+                        default_async_sleep(),
+                    )),
                 })
                 .call(request)
         };

@@ -614,7 +614,7 @@ impl SecretsManager for AwsSecretsManager {
         deadline: Instant,
     ) -> Result<SecretValue, Reason> {
         let client = self.clients.client(region)?;
-        let request = json::body(&GetSecretValue {
+        let request = GetSecretValue {
             secret_id: id,
             version_stage: match version {
                 Version::Stage(s) => Some(s),
@@ -624,11 +624,10 @@ impl SecretsManager for AwsSecretsManager {
                 Version::Id(v) => Some(v),
                 Version::Stage(_) => None,
             },
-        })?;
-        let answer = client
-            .call_in_rounds("GetSecretValue", &request, codes, deadline)
+        };
+        let out: SecretAnswer = client
+            .read("GetSecretValue", &request, codes, deadline)
             .await?;
-        let out: SecretAnswer = json::parse(&answer, &SECRETS_MANAGER, "GetSecretValue")?;
         let (value, binary) = match (out.secret_string, out.secret_binary) {
             (Some(s), _) => (Secret::from(s), false),
             (None, Some(b)) => {

@@ -581,14 +581,13 @@ impl Ssm for AwsSsm {
         deadline: Instant,
     ) -> Result<Vec<Answer>, Reason> {
         let client = self.clients.client(region)?;
-        let request = json::body(&GetParameters {
+        let request = GetParameters {
             names,
             with_decryption: true,
-        })?;
-        let answer = client
-            .call_in_rounds("GetParameters", &request, codes, deadline)
+        };
+        let out: Parameters = client
+            .read("GetParameters", &request, codes, deadline)
             .await?;
-        let out: Parameters = json::parse(&answer, &SSM, "GetParameters")?;
         Ok(answers_of(out.parameters))
     }
 
@@ -599,7 +598,7 @@ impl Ssm for AwsSsm {
         deadline: Instant,
     ) -> Result<(Vec<Answer>, Option<String>), Reason> {
         let client = self.clients.client(None)?;
-        let request = json::body(&GetParametersByPath {
+        let request = GetParametersByPath {
             path: &load.path,
             recursive: load.recursive,
             with_decryption: true,
@@ -611,11 +610,10 @@ impl Ssm for AwsSsm {
                 }]
             }),
             next_token: next,
-        })?;
-        let answer = client
-            .call_in_rounds("GetParametersByPath", &request, codes, deadline)
+        };
+        let out: Parameters = client
+            .read("GetParametersByPath", &request, codes, deadline)
             .await?;
-        let out: Parameters = json::parse(&answer, &SSM, "GetParametersByPath")?;
         Ok((answers_of(out.parameters), out.next_token))
     }
 }
