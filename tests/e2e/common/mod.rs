@@ -10,7 +10,7 @@ pub mod tls;
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -602,25 +602,11 @@ pub fn http_server(path: &str, answer: impl Fn(&str) -> Reply + Send + 'static) 
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut head = String::new();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                head.push_str(&line);
-            }
-            // Read the body (a POST's), so that closing the connection does not reset it.
-            let length = head
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            let mut body = vec![0; length];
-            let _ = std::io::Read::read_exact(&mut reader, &mut body);
+            // The body (a POST's) is read too, so that closing the connection does not reset it.
+            let Some((head, _body)) = proxy::read_message(&mut reader) else {
+                continue;
+            };
+            let head = head.trim_end_matches("\r\n").to_owned() + "\r\n";
             let reply = answer(&head);
             seen.lock().unwrap().push(head);
             let _ = write!(
