@@ -96,8 +96,11 @@ pub enum LogLevel {
     Trace,
 }
 
-/// The commands.
+/// The commands. Each one's arguments are built only when it is the one given (`defer`): a start
+/// builds `exec`'s alone (BENCHMARKS.md). Their `Args` structs have no doc comment: clap would
+/// apply it, when it builds the command, as the command's about over the variant's.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Resolve every reference in the environment, then replace this process with COMMAND.
     Exec(ExecArgs),
@@ -123,7 +126,8 @@ pub enum Command {
     Install(InstallArgs),
 }
 
-/// `kms-env migrate`.
+// `kms-env migrate`: no doc comment, see `Command`.
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// The env file of the original kms-env.
@@ -139,7 +143,8 @@ pub struct MigrateArgs {
     pub bind_name: bool,
 }
 
-/// `kms-env install`.
+// `kms-env install`: no doc comment, see `Command`.
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct InstallArgs {
     /// The directory to copy the executable into (as DIR/kms-env).
@@ -147,7 +152,8 @@ pub struct InstallArgs {
     pub dir: PathBuf,
 }
 
-/// `kms-env exec`.
+// `kms-env exec`: no doc comment, see `Command`.
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     /// The application and its arguments, passed exactly as given.
@@ -213,7 +219,8 @@ pub struct ExecArgs {
     pub init: bool,
 }
 
-/// `kms-env encrypt`.
+// `kms-env encrypt`: no doc comment, see `Command`.
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct EncryptArgs {
     /// KMS key: id, ARN, alias/name or alias ARN.
@@ -266,7 +273,8 @@ pub enum EncodeFormat {
     Json,
 }
 
-/// `kms-env check`.
+// `kms-env check`: no doc comment, see `Command`.
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Check the references in this dotenv or env file instead of the environment.
@@ -284,7 +292,8 @@ pub struct CheckArgs {
     pub load: Vec<String>,
 }
 
-/// `kms-env decrypt`.
+// `kms-env decrypt`: no doc comment, see `Command`.
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct DecryptArgs {
     /// The variable name a bound (--bind-name) value belongs to.
@@ -296,7 +305,8 @@ pub struct DecryptArgs {
     pub value: Option<OsString>,
 }
 
-/// `kms-env export`.
+// `kms-env export`: no doc comment, see `Command`.
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Output format.
@@ -329,7 +339,8 @@ pub enum ExportFormat {
     Json,
 }
 
-/// `kms-env init`.
+// `kms-env init`: no doc comment, see `Command`.
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// KMS key for the data key: id, ARN, alias/name or alias ARN.
@@ -341,7 +352,8 @@ pub struct InitArgs {
     pub file: PathBuf,
 }
 
-/// `kms-env add`.
+// `kms-env add`: no doc comment, see `Command`.
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct AddArgs {
     /// The env file (made by init).
@@ -357,7 +369,8 @@ pub struct AddArgs {
     pub stdin: bool,
 }
 
-/// `kms-env show`.
+// `kms-env show`: no doc comment, see `Command`.
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     /// The env file.
@@ -374,7 +387,12 @@ pub struct ShowArgs {
 /// start without references (BENCHMARKS.md).
 pub fn parse() -> Cli {
     use clap::{CommandFactory, FromArgMatches};
-    let mut command = without_empty_env(Cli::command());
+    let mut command = Cli::command();
+    if std::env::vars_os()
+        .any(|(k, v)| v.is_empty() && k.as_encoded_bytes().starts_with(b"KMS_ENV_"))
+    {
+        command = without_empty_env(command);
+    }
     let matches = command.get_matches_mut();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     std::mem::forget(matches);
@@ -382,8 +400,41 @@ pub fn parse() -> Cli {
     cli
 }
 
-/// `cmd` with the environment variables of its arguments that are empty ignored, recursively.
-fn without_empty_env(mut cmd: clap::Command) -> clap::Command {
+/// `cmd` with the environment variables of its arguments that are set but empty ignored: its own
+/// (the global ones among them) and every command's, whose arguments are built here instead of
+/// deferred.
+fn without_empty_env(cmd: clap::Command) -> clap::Command {
+    let mut cmd = without_empty_env_of_args(cmd);
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(name, |sc| without_empty_env_of_args(with_args(sc)));
+    }
+    cmd
+}
+
+/// The command `sc` with its arguments, which `Command`'s `defer` would add when it is built.
+fn with_args(sc: clap::Command) -> clap::Command {
+    let sc = sc.defer(|sc| sc);
+    match sc.get_name() {
+        "exec" => ExecArgs::augment_args(sc),
+        "encrypt" => EncryptArgs::augment_args(sc),
+        "decrypt" => DecryptArgs::augment_args(sc),
+        "export" => ExportArgs::augment_args(sc),
+        "init" => InitArgs::augment_args(sc),
+        "add" => AddArgs::augment_args(sc),
+        "show" => ShowArgs::augment_args(sc),
+        "check" => CheckArgs::augment_args(sc),
+        "migrate" => MigrateArgs::augment_args(sc),
+        "install" => InstallArgs::augment_args(sc),
+        other => unreachable!("the command {other} is missing from cli::with_args"),
+    }
+}
+
+/// `cmd` with the environment variables of its own arguments that are set but empty ignored.
+fn without_empty_env_of_args(mut cmd: clap::Command) -> clap::Command {
     let empty: Vec<clap::Id> = cmd
         .get_arguments()
         .filter(|a| {
@@ -395,13 +446,6 @@ fn without_empty_env(mut cmd: clap::Command) -> clap::Command {
         .collect();
     for id in empty {
         cmd = cmd.mut_arg(id, |a| a.env(None::<&'static str>));
-    }
-    let subcommands: Vec<String> = cmd
-        .get_subcommands()
-        .map(|s| s.get_name().to_owned())
-        .collect();
-    for name in subcommands {
-        cmd = cmd.mut_subcommand(name, without_empty_env);
     }
     cmd
 }
@@ -523,6 +567,40 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every command's arguments and about, once built, as `(name, about, argument ids)`.
+    fn built(mut cmd: clap::Command) -> Vec<(String, String, Vec<String>)> {
+        cmd.build();
+        cmd.get_subcommands()
+            .map(|sc| {
+                let about = sc.get_about().map(|a| a.to_string()).unwrap_or_default();
+                let mut ids: Vec<String> =
+                    sc.get_arguments().map(|a| a.get_id().to_string()).collect();
+                ids.sort();
+                (sc.get_name().to_owned(), about, ids)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn commands_built_for_empty_variables_are_the_deferred_ones() {
+        let deferred = built(Cli::command());
+        assert_eq!(built(without_empty_env(Cli::command())), deferred);
+        let exec = deferred.iter().find(|(name, ..)| name == "exec").unwrap();
+        assert!(exec.1.starts_with("Resolve every reference"), "{}", exec.1);
+        assert!(exec.2.iter().any(|id| id == "refresh") && exec.2.iter().any(|id| id == "region"));
+        let commands = deferred.iter().filter(|(name, ..)| name != "help");
+        assert!(commands.clone().count() >= 10);
+        assert!(
+            commands
+                .clone()
+                .all(|(_, about, _)| !about.is_empty() && !about.starts_with('`'))
+        );
+        assert!(
+            commands.clone().all(|(_, _, ids)| ids.len() > 8),
+            "{deferred:?}"
+        );
     }
 
     #[test]
