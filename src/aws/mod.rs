@@ -23,6 +23,7 @@ pub mod json;
 pub mod multiplex;
 pub mod region;
 pub mod resume;
+pub mod roots;
 pub mod tls;
 
 use crate::error::{Class, REGION_HINT, Reason};

@@ -15,6 +15,7 @@
 //! configuration error (78) before any call. See README "Containers".
 
 use super::https::{Https, TlsConfig};
+use super::roots::Roots;
 use crate::error::{Class, Reason};
 use aws_smithy_async::rt::sleep::{SharedAsyncSleep, default_async_sleep};
 use aws_smithy_http_client::proxy::ProxyConfig;
@@ -126,35 +127,28 @@ fn extra_cas_unhinted() -> Result<Vec<TrustAnchor<'static>>, Reason> {
     Ok(out)
 }
 
-/// Adds the certificates of a PEM bundle that can be trust anchors (the others are left out);
-/// returns how many were added and left out.
-fn add_pem(roots: &mut rustls::RootCertStore, pem: &[u8]) -> (usize, usize) {
-    roots.add_parsable_certificates(pem_certificates(pem).flatten())
-}
-
-/// The roots: the system's (one bundle file, or `SSL_CERT_DIR`'s certificates) or the ones
-/// built into the binary, and `extra`.
-fn roots(extra: &[TrustAnchor<'static>]) -> rustls::RootCertStore {
-    let mut roots = rustls::RootCertStore::empty();
+/// The root certificates, as read (made trust anchors by [`Roots`] when a chain needs them): the
+/// system's (one bundle file, or `SSL_CERT_DIR`'s certificates) or the ones built into the binary.
+fn root_certs() -> Vec<CertificateDer<'static>> {
+    let mut certs = Vec::new();
     if std::env::var_os("SSL_CERT_DIR").is_some() {
         // The platform's loader reads the directory (and SSL_CERT_FILE).
-        let found = rustls_native_certs::load_native_certs();
-        let (n, bad) = roots.add_parsable_certificates(found.certs);
-        debug!("{n} roots from SSL_CERT_DIR ({bad} left out)");
+        certs = rustls_native_certs::load_native_certs().certs;
+        debug!("{} roots from SSL_CERT_DIR", certs.len());
     } else if std::env::var_os("SSL_CERT_FILE").is_none()
         && let Some(pem) = SYSTEM_BUNDLES
             .iter()
             .find_map(|p| std::fs::read(Path::new(p)).ok())
     {
-        let (n, bad) = add_pem(&mut roots, &pem);
-        debug!("{n} roots from the system's CA bundle ({bad} left out)");
+        // Blocks that are not base64 are left out.
+        certs = pem_certificates(&pem).flatten().collect();
+        debug!("{} roots from the system's CA bundle", certs.len());
     }
-    if roots.is_empty() {
+    if certs.is_empty() {
         debug!("the roots built into the binary");
-        roots.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
+        certs = webpki_root_certs::TLS_SERVER_ROOT_CERTS.to_vec();
     }
-    roots.extend(extra.iter().cloned());
-    roots
+    certs
 }
 
 /// Hosts that are never reached through a proxy: the ECS and EKS credential and metadata
@@ -223,17 +217,19 @@ fn plain_connector(
     builder.proxy_config(proxy.clone()).build_http()
 }
 
-/// The TLS configuration of the HTTPS client: rustls with ring, the roots of [`roots`] and
-/// `extra`.
+/// The TLS configuration of the HTTPS client: rustls with ring, trusting the roots of
+/// [`root_certs`] and `extra` through [`Roots`] (webpki's verification, with anchors made only
+/// of the roots a chain can use).
 fn tls_config(extra: Vec<TrustAnchor<'static>>) -> Arc<TlsConfig> {
     TlsConfig::new(Arc::new(move || {
-        Ok(
-            rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| format!("TLS configuration: {e}"))?
-                .with_root_certificates(roots(&extra))
-                .with_no_client_auth(),
-        )
+        let provider = Arc::new(provider());
+        let roots = Roots::new(root_certs(), extra.clone(), provider.clone());
+        Ok(rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS configuration: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(roots))
+            .with_no_client_auth())
     }))
 }
 
@@ -508,16 +504,5 @@ mod tests {
             .add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
         assert!(n > 100, "{n}");
         assert_eq!(bad, 0);
-    }
-
-    #[test]
-    fn unusable_certificates_are_left_out_of_a_bundle() {
-        let good = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).unwrap();
-        let mut pem = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec();
-        pem.extend_from_slice(good.cert.pem().as_bytes());
-        let mut store = roots(&[]);
-        let base = store.len();
-        assert_eq!(add_pem(&mut store, &pem), (1, 1));
-        assert_eq!(store.len(), base + 1);
     }
 }

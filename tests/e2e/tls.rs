@@ -46,6 +46,45 @@ fn a_private_ca_is_refused_until_given_by_aws_ca_bundle_or_ssl_cert_file() {
     assert!(r.stderr().contains("AWS_CA_BUNDLE"), "{}", r.stderr());
 }
 
+#[test]
+fn a_ca_among_the_system_roots_is_the_only_one_made_a_trust_anchor() {
+    let (url, ca_pem) = tls_front();
+    let dir = tempfile::tempdir().unwrap();
+    // The system's roots (or the built-in ones, when this machine has no bundle) and the test CA,
+    // as SSL_CERT_DIR's files: the roots kms-env keeps unparsed until a chain needs them.
+    let system = [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+    ]
+    .iter()
+    .find_map(|p| std::fs::read(p).ok())
+    .unwrap_or_default();
+    std::fs::write(dir.path().join("system.pem"), &system).unwrap();
+    let mut env = aws_env();
+    env.insert("AWS_ENDPOINT_URL".into(), url.into());
+    env.insert("S".into(), cli_encrypt(b"tls-plaintext").into());
+    env.insert("SSL_CERT_DIR".into(), dir.path().into());
+    env.insert("KMS_ENV_LOG_LEVEL".into(), "debug".into());
+
+    let (r, dump) = exec_dump(&env, &[], &[]);
+    assert_eq!(r.code, Some(69), "without the CA: {}", r.stderr());
+    assert!(!dump.started());
+    assert!(r.stderr().contains("UnknownIssuer"), "{}", r.stderr());
+
+    std::fs::write(dir.path().join("test-ca.pem"), &ca_pem).unwrap();
+    let (r, dump) = exec_dump(&env, &[], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    assert_eq!(dump.var("S").unwrap(), b"tls-plaintext");
+    assert_no_plaintext(&r, &[b"tls-plaintext"]);
+    let held = system.windows(11).filter(|w| w == b"BEGIN CERTI").count() + 1;
+    assert!(
+        r.stderr()
+            .contains(&format!("1 of {held} roots made trust anchors for a chain")),
+        "{held} roots held, one made an anchor: {}",
+        r.stderr()
+    );
+}
+
 /// `n` distinct `kms:` values (one Decrypt call each) through the front at `url`, with
 /// `kms-env -vv`; returns the run.
 fn concurrent_decrypts(n: usize, url: &str, ca_pem: &str) -> Run {

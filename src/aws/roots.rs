@@ -1,0 +1,278 @@
+//! The roots the HTTPS client trusts, turned into trust anchors only as far as a handshake needs.
+//!
+//! A system CA bundle holds about 140 certificates, and making a trust anchor of each (an X.509
+//! parse and copies) was 0.6 to 1.0 ms of CPU at every HTTPS start (BENCHMARKS.md), for a chain
+//! that one or two of them anchor. [`Roots`] keeps the certificates as read (DER) and, when a full
+//! handshake has a chain to verify, makes anchors of only those that can anchor it: the ones
+//! whose DER holds, byte for byte, the issuer name of a certificate of the chain (an anchor's
+//! subject must equal the issuer name of the certificate it signed, byte for byte, for webpki to
+//! use it). The verification itself is rustls's `WebPkiServerVerifier` over those anchors and the
+//! always-trusted ones (`AWS_CA_BUNDLE`, `SSL_CERT_FILE`, parsed at start), so a chain is trusted
+//! exactly when it would be with every root made an anchor.
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, TrustAnchor, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::sync::{Arc, Mutex, PoisonError};
+use tracing::debug;
+
+/// The roots of one start: certificates to make anchors of on demand, and anchors always trusted.
+#[derive(Debug)]
+pub struct Roots {
+    /// The system's (or the built-in) root certificates, not parsed yet.
+    certs: Vec<CertificateDer<'static>>,
+    /// Anchors trusted for every chain.
+    always: Vec<TrustAnchor<'static>>,
+    provider: Arc<CryptoProvider>,
+    /// The last verifier made, with the indices in `certs` of its anchors.
+    made: Mutex<Option<(Vec<usize>, Arc<WebPkiServerVerifier>)>>,
+}
+
+impl Roots {
+    /// Roots of `certs` (made anchors of when a chain needs them) and `always`, verifying
+    /// signatures with `provider`'s algorithms.
+    pub fn new(
+        certs: Vec<CertificateDer<'static>>,
+        always: Vec<TrustAnchor<'static>>,
+        provider: Arc<CryptoProvider>,
+    ) -> Self {
+        Self {
+            certs,
+            always,
+            provider,
+            made: Mutex::new(None),
+        }
+    }
+
+    /// The indices in `certs` of the certificates that can anchor a path through `chain`: those
+    /// that contain the issuer name of one of its certificates. A certificate of the chain that
+    /// does not parse cannot be in a path, so its issuer is not looked for.
+    fn candidates(&self, chain: &[&CertificateDer<'_>]) -> Vec<usize> {
+        let issuers: Vec<Vec<u8>> = chain
+            .iter()
+            .filter_map(|c| webpki::EndEntityCert::try_from(*c).ok())
+            .map(|c| c.issuer().to_vec())
+            .filter(|issuer| !issuer.is_empty())
+            .collect();
+        let finders: Vec<memchr::memmem::Finder> =
+            issuers.iter().map(memchr::memmem::Finder::new).collect();
+        (0..self.certs.len())
+            .filter(|&i| finders.iter().any(|f| f.find(&self.certs[i]).is_some()))
+            .collect()
+    }
+
+    /// The verifier for `chain`: webpki over the anchors `chain` can use and the always-trusted
+    /// ones; the last one made is reused while the candidates are the same (every connection of
+    /// a start to the same service).
+    fn verifier(
+        &self,
+        chain: &[&CertificateDer<'_>],
+    ) -> Result<Arc<WebPkiServerVerifier>, rustls::Error> {
+        let wanted = self.candidates(chain);
+        let mut made = self.made.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((have, verifier)) = made.as_ref()
+            && *have == wanted
+        {
+            return Ok(verifier.clone());
+        }
+        let mut store = RootCertStore::empty();
+        let (n, bad) =
+            store.add_parsable_certificates(wanted.iter().map(|&i| self.certs[i].clone()));
+        debug!(
+            "{n} of {} roots made trust anchors for a chain ({bad} could not be)",
+            self.certs.len()
+        );
+        store.roots.extend(self.always.iter().cloned());
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(store), self.provider.clone())
+                .build()
+                // No anchor at all: what webpki says of a chain no anchor signed.
+                .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer))?;
+        *made = Some((wanted, verifier.clone()));
+        Ok(verifier)
+    }
+}
+
+impl ServerCertVerifier for Roots {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let chain: Vec<&CertificateDer<'_>> =
+            std::iter::once(end_entity).chain(intermediates).collect();
+        self.verifier(&chain)?.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+
+    /// A CA named `name`.
+    fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+    }
+
+    /// A leaf for `kms.test` from an intermediate of `root`: (leaf, intermediate).
+    fn chain(
+        root: &CertifiedIssuer<'static, KeyPair>,
+    ) -> (CertificateDer<'static>, CertificateDer<'static>) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "an intermediate");
+        let inter = CertifiedIssuer::signed_by(params, KeyPair::generate().unwrap(), root).unwrap();
+        let leaf = CertificateParams::new(vec!["kms.test".to_owned()])
+            .unwrap()
+            .signed_by(&KeyPair::generate().unwrap(), &inter)
+            .unwrap();
+        (leaf.der().clone(), inter.der().clone())
+    }
+
+    fn provider() -> Arc<CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    fn verify(
+        roots: &Roots,
+        leaf: &CertificateDer<'_>,
+        inter: &CertificateDer<'_>,
+    ) -> Result<(), rustls::Error> {
+        let name = ServerName::try_from("kms.test").unwrap();
+        roots
+            .verify_server_cert(
+                leaf,
+                std::slice::from_ref(inter),
+                &name,
+                &[],
+                UnixTime::now(),
+            )
+            .map(|_| ())
+    }
+
+    #[test]
+    fn a_chain_is_trusted_through_its_root_among_many_and_only_its_root_is_parsed() {
+        let root = ca("kms-env test root");
+        let (leaf, inter) = chain(&root);
+        let mut certs: Vec<_> = webpki_root_certs::TLS_SERVER_ROOT_CERTS.to_vec();
+        certs.insert(certs.len() / 2, root.der().clone());
+        let roots = Roots::new(certs, vec![], provider());
+        assert_eq!(verify(&roots, &leaf, &inter), Ok(()));
+        let made = roots.made.lock().unwrap();
+        assert_eq!(
+            made.as_ref().unwrap().0.len(),
+            1,
+            "one candidate, not all roots"
+        );
+    }
+
+    #[test]
+    fn a_candidate_that_does_not_parse_is_left_out() {
+        let root = ca("kms-env test root");
+        let (leaf, inter) = chain(&root);
+        let issuer = webpki::EndEntityCert::try_from(&inter)
+            .unwrap()
+            .issuer()
+            .to_vec();
+        let garbage = CertificateDer::from([b"\x30\x03".as_slice(), &issuer].concat());
+        let roots = Roots::new(vec![garbage, root.der().clone()], vec![], provider());
+        assert_eq!(verify(&roots, &leaf, &inter), Ok(()));
+        assert_eq!(roots.made.lock().unwrap().as_ref().unwrap().0, [0, 1]);
+    }
+
+    #[test]
+    fn a_chain_of_a_root_not_held_is_refused_as_of_an_unknown_issuer() {
+        let (leaf, inter) = chain(&ca("kms-env test root"));
+        let certs = webpki_root_certs::TLS_SERVER_ROOT_CERTS.to_vec();
+        let other = ca("kms-env test root");
+        let unknown = Err(rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer,
+        ));
+        for roots in [
+            Roots::new(certs.clone(), vec![], provider()),
+            Roots::new(vec![], vec![], provider()),
+            // The same name, another key: a candidate, refused by the signature check.
+            Roots::new(vec![other.der().clone()], vec![], provider()),
+        ] {
+            assert!(verify(&roots, &leaf, &inter).is_err());
+        }
+        assert_eq!(
+            verify(&Roots::new(certs, vec![], provider()), &leaf, &inter),
+            unknown
+        );
+    }
+
+    #[test]
+    fn always_trusted_anchors_and_the_wrong_name_are_webpkis_verdicts() {
+        let root = ca("kms-env test root");
+        let (leaf, inter) = chain(&root);
+        let anchor = webpki::anchor_from_trusted_cert(root.der())
+            .unwrap()
+            .to_owned();
+        let roots = Roots::new(vec![], vec![anchor], provider());
+        assert_eq!(verify(&roots, &leaf, &inter), Ok(()));
+        let name = ServerName::try_from("sts.test").unwrap();
+        let wrong = roots.verify_server_cert(&leaf, &[inter], &name, &[], UnixTime::now());
+        assert!(
+            matches!(
+                wrong,
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForName
+                        | CertificateError::NotValidForNameContext { .. }
+                ))
+            ),
+            "{wrong:?}"
+        );
+    }
+}
