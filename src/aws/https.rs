@@ -26,7 +26,7 @@ use rustls::pki_types::ServerName;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -48,15 +48,15 @@ pub struct Https {
     read_timeout: Option<Duration>,
 }
 
-/// Makes the TLS configuration with its roots: milliseconds of CPU for a system bundle.
+/// Makes the TLS configuration with its roots: reading the system's CA bundle (the roots are made
+/// trust anchors only when a chain needs them, see [`super::roots`]).
 pub type MakeTls = Arc<dyn Fn() -> Result<rustls::ClientConfig, String> + Send + Sync>;
 
-/// The TLS configuration (roots, protocol versions), made once on a blocking thread: started by
-/// [`TlsConfig::start`] as soon as HTTPS is expected, beside the loading of the SDK's
-/// configuration, or else by the first connection, beside its name lookup and TCP connect.
+/// The TLS configuration (roots, protocol versions), made once, by the first HTTPS connection.
+/// It is made on the runtime's thread: a blocking thread for it cost more CPU than the making
+/// itself, about 0.2 ms of reading and base64 (BENCHMARKS.md).
 pub struct TlsConfig {
     make: MakeTls,
-    started: Mutex<Option<tokio::task::JoinHandle<Result<rustls::ClientConfig, String>>>>,
     made: tokio::sync::OnceCell<rustls::ClientConfig>,
 }
 
@@ -67,46 +67,19 @@ impl std::fmt::Debug for TlsConfig {
 }
 
 impl TlsConfig {
-    /// A configuration that `make` makes, not started yet.
+    /// A configuration that `make` makes, not made yet.
     pub fn new(make: MakeTls) -> Arc<Self> {
         Arc::new(Self {
             make,
-            started: Mutex::new(None),
             made: tokio::sync::OnceCell::new(),
         })
     }
 
-    /// Starts making the configuration on a blocking thread, unless it is made or under way (or
-    /// there is no runtime to run it on).
-    pub fn start(&self) {
-        if self.made.initialized() {
-            return;
-        }
-        let mut started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
-        if started.is_none()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            let make = self.make.clone();
-            *started = Some(runtime.spawn_blocking(move || make()));
-        }
-    }
-
-    /// The configuration, waiting for it to be made.
+    /// The configuration, made now if it is not yet.
     async fn get(&self) -> Result<rustls::ClientConfig, BoxError> {
         let made = self
             .made
-            .get_or_try_init(|| async {
-                let started = self
-                    .started
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take();
-                let make = self.make.clone();
-                let task = started.unwrap_or_else(|| tokio::task::spawn_blocking(move || make()));
-                task.await
-                    .map_err(|e| format!("the TLS configuration task failed: {e}"))?
-                    .map_err(BoxError::from)
-            })
+            .get_or_try_init(|| async { (self.make)().map_err(BoxError::from) })
             .await?;
         Ok(made.clone())
     }

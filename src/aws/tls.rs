@@ -4,11 +4,10 @@
 //! when set). HTTPS requests use kms-env's own client ([`super::https`]: rustls with `ring`, which
 //! seeds from the kernel's `getrandom`, AWS-LC's CPU-jitter entropy source cost most of a start's
 //! CPU, and sessions resumed across connections; see BENCHMARKS.md), built on the first HTTPS
-//! request, once. Its roots are read once, on a blocking thread: as the SDK configuration loads
-//! when the endpoints are likely HTTPS (no `AWS_ENDPOINT_URL*` override to `http://`), else beside
-//! the first HTTPS connection's name lookup and TCP connect, so a start against plain-HTTP
-//! endpoints reads no certificates. The roots: the system's CA bundle (one file) when there is one
-//! and `SSL_CERT_FILE` is not set, or `SSL_CERT_DIR`'s certificates when that is set; otherwise the
+//! request, once. Its roots are read once, by the first HTTPS connection, so a start against
+//! plain-HTTP endpoints reads no certificates, and made trust anchors only as a chain needs them
+//! ([`super::roots`]). The roots: the system's CA bundle (one file) when there is one and
+//! `SSL_CERT_FILE` is not set, or `SSL_CERT_DIR`'s certificates when that is set; otherwise the
 //! Mozilla roots built into the binary (`webpki-root-certs`), so a `FROM scratch` image needs no CA
 //! files. On top, `AWS_CA_BUNDLE` and `SSL_CERT_FILE` add PEM certificates (VPC endpoints with
 //! private CAs, TLS-inspecting proxies); those are read and checked at start, so a bad bundle is a
@@ -29,8 +28,6 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use hyper_util::client::proxy::matcher::Matcher;
 use rustls_pki_types::{CertificateDer, TrustAnchor};
-use std::ffi::OsString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use tracing::debug;
@@ -260,17 +257,6 @@ fn https_client(tls: Arc<TlsConfig>, proxy: Matcher, settings: &HttpConnectorSet
     )
 }
 
-/// Whether the calls will likely go to HTTPS endpoints, given the environment `vars`: AWS's own
-/// endpoints always are; only endpoints overridden to `http://` (local endpoints) are not. A
-/// wrong guess costs only CPU.
-fn likely_https(vars: impl Iterator<Item = (OsString, OsString)>) -> bool {
-    let overrides: Vec<String> = vars
-        .filter(|(k, v)| k.as_bytes().starts_with(b"AWS_ENDPOINT_URL") && !v.is_empty())
-        .map(|(_, v)| v.to_string_lossy().to_ascii_lowercase())
-        .collect();
-    overrides.is_empty() || overrides.iter().any(|v| !v.starts_with("http://"))
-}
-
 #[derive(Debug)]
 struct Clients {
     http: SharedHttpClient,
@@ -386,15 +372,11 @@ impl Transport {
 }
 
 /// The HTTP client; `AWS_CA_BUNDLE`, `SSL_CERT_FILE` and the proxy variables are read and
-/// checked now. When the endpoints are likely HTTPS, the TLS configuration starts being made
-/// now, on a blocking thread, while the SDK's configuration loads (BENCHMARKS.md).
+/// checked now.
 pub fn transport() -> Result<Transport, Reason> {
     let http = proxy_setting(false)?.map_or_else(ProxyConfig::disabled, |(config, ..)| config);
     let tls = tls_config(extra_cas()?);
     let https_proxy = proxy_setting(true)?.map(|(_, url, no)| (url, no));
-    if likely_https(std::env::vars_os()) {
-        tls.start();
-    }
     Ok(Transport(Arc::new(Clients {
         http: http_only(http.clone()),
         http_proxy: http,
@@ -407,34 +389,6 @@ pub fn transport() -> Result<Transport, Reason> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn https_is_expected_unless_every_endpoint_is_plain_http() {
-        let vars = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .map(|(k, v)| (OsString::from(k), OsString::from(v)))
-                .collect::<Vec<_>>()
-                .into_iter()
-        };
-        assert!(likely_https(vars(&[("PATH", "/bin")])));
-        assert!(!likely_https(vars(&[(
-            "AWS_ENDPOINT_URL",
-            "http://127.0.0.1:5000"
-        )])));
-        assert!(likely_https(vars(&[(
-            "AWS_ENDPOINT_URL",
-            "https://localhost:8443"
-        )])));
-        assert!(likely_https(vars(&[
-            ("AWS_ENDPOINT_URL", "HTTP://127.0.0.1:5000"),
-            ("AWS_ENDPOINT_URL_KMS", "https://kms.internal"),
-        ])));
-        assert!(likely_https(vars(&[("AWS_ENDPOINT_URL", "")])));
-        use std::os::unix::ffi::OsStringExt;
-        let not_utf8 = (OsString::from("X"), OsString::from_vec(vec![0xff, 0xfe]));
-        assert!(likely_https(std::iter::once(not_utf8)), "no panic on bytes");
-    }
 
     #[test]
     fn pem_certificates_reads_what_rustls_pki_types_reads() {
