@@ -50,12 +50,15 @@ impl Roots {
     /// that contain the issuer name of one of its certificates. A certificate of the chain that
     /// does not parse cannot be in a path, so its issuer is not looked for.
     fn candidates(&self, chain: &[&CertificateDer<'_>]) -> Vec<usize> {
-        let issuers: Vec<Vec<u8>> = chain
+        let mut issuers: Vec<Vec<u8>> = chain
             .iter()
             .filter_map(|c| webpki::EndEntityCert::try_from(*c).ok())
             .map(|c| c.issuer().to_vec())
             .filter(|issuer| !issuer.is_empty())
             .collect();
+        // A chain may repeat an issuer (or a server pad it): each name is looked for once.
+        issuers.sort_unstable();
+        issuers.dedup();
         let finders: Vec<memchr::memmem::Finder> =
             issuers.iter().map(memchr::memmem::Finder::new).collect();
         (0..self.certs.len())
