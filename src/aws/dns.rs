@@ -1,6 +1,7 @@
 //! Name resolution for the HTTPS client: one lookup per host, shared by the concurrent
 //! connections of a start (50 `kms:` values were 50 `getaddrinfo` calls on 50 blocking
-//! threads), kept for [`TTL`].
+//! threads), kept for [`TTL`]. A lookup can be started before any connection needs it
+//! ([`SharedDns::prefetch`]), so that it runs while the first call waits for its credentials.
 
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
@@ -30,7 +31,9 @@ impl std::fmt::Debug for SharedDns {
 }
 
 impl SharedDns {
-    fn lookup(&self, name: Name) -> Lookup {
+    /// The lookup of `name`: a fresh one under way or done, or a new one (`true`), which runs
+    /// once polled.
+    fn lookup(&self, name: Name) -> (Lookup, bool) {
         let mut lookups = self.lookups.lock().unwrap_or_else(PoisonError::into_inner);
         let fresh = |l: &Lookup| match l.peek() {
             None => true,
@@ -38,7 +41,7 @@ impl SharedDns {
             Some(Err(_)) => false,
         };
         if let Some(l) = lookups.get(name.as_str()).filter(|l| fresh(l)) {
-            return l.clone();
+            return (l.clone(), false);
         }
         let host = name.as_str().to_owned();
         let lookup = async move {
@@ -51,7 +54,21 @@ impl SharedDns {
         .boxed()
         .shared();
         lookups.insert(host, lookup.clone());
-        lookup
+        (lookup, true)
+    }
+
+    /// Starts looking `host` up now, on the current runtime, unless a fresh lookup of it is
+    /// under way or done; the connection that needs it later takes its result (or its error).
+    pub fn prefetch(&self, host: &str) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Ok(name) = host.parse::<Name>() else {
+            return;
+        };
+        if let (lookup, true) = self.lookup(name) {
+            runtime.spawn(lookup.map(|_| ()));
+        }
     }
 }
 
@@ -65,7 +82,7 @@ impl tower_service::Service<Name> for SharedDns {
     }
 
     fn call(&mut self, name: Name) -> Self::Future {
-        let lookup = self.lookup(name);
+        let (lookup, _) = self.lookup(name);
         async move {
             match lookup.await {
                 Ok((addrs, _)) => Ok(addrs.into_iter()),
@@ -73,5 +90,58 @@ impl tower_service::Service<Name> for SharedDns {
             }
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+impl SharedDns {
+    /// The hosts looked up or being looked up, and whether each lookup has ended.
+    pub fn hosts(&self) -> Vec<(String, bool)> {
+        let lookups = self.lookups.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut hosts: Vec<_> = lookups
+            .iter()
+            .map(|(host, l)| (host.clone(), l.peek().is_some()))
+            .collect();
+        hosts.sort();
+        hosts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_prefetched_lookup_runs_unawaited_and_serves_the_connection_after() {
+        let dns = SharedDns::default();
+        dns.prefetch("localhost");
+        assert_eq!(dns.hosts(), [("localhost".to_owned(), false)]);
+        for _ in 0..200 {
+            if dns.hosts()[0].1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            dns.hosts(),
+            [("localhost".to_owned(), true)],
+            "ran unawaited"
+        );
+        dns.prefetch("localhost");
+        let mut dns2 = dns.clone();
+        let name: Name = "localhost".parse().unwrap();
+        let addrs: Vec<_> = tower_service::Service::call(&mut dns2, name)
+            .await
+            .unwrap()
+            .collect();
+        assert!(addrs.iter().any(|a| a.ip().is_loopback()), "{addrs:?}");
+        assert_eq!(dns.hosts().len(), 1, "one lookup for the host");
+    }
+
+    #[test]
+    fn without_a_runtime_nothing_is_started() {
+        let dns = SharedDns::default();
+        dns.prefetch("localhost");
+        assert!(dns.hosts().is_empty());
     }
 }

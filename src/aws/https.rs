@@ -90,11 +90,12 @@ impl Https {
     /// through the proxies `proxy` names.
     pub fn new(
         tls: Arc<TlsConfig>,
+        dns: SharedDns,
         proxy: Matcher,
         connect_timeout: Option<Duration>,
         read_timeout: Option<Duration>,
     ) -> Self {
-        let mut tcp = Tcp::new_with_resolver(SharedDns::default());
+        let mut tcp = Tcp::new_with_resolver(dns);
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
         let origins = Arc::new(Origins::default());

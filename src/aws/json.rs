@@ -91,6 +91,7 @@ pub struct Target {
 #[derive(Debug)]
 pub struct Shared {
     config: SdkConfig,
+    transport: Transport,
     connector: SharedHttpConnector,
     credentials: tokio::sync::OnceCell<Result<Credentials, Reason>>,
     max_attempts: u32,
@@ -111,6 +112,7 @@ impl Shared {
         let retry = config.retry_config();
         Arc::new(Shared {
             config: config.clone(),
+            transport: transport.clone(),
             connector: transport.connector(&settings),
             credentials: tokio::sync::OnceCell::new(),
             max_attempts: retry.map_or(super::DEFAULT_MAX_ATTEMPTS, |r| r.max_attempts().max(1)),
@@ -213,6 +215,7 @@ impl Clients {
             )
         })?;
         let (signing_region, signing_name) = signing_of(&endpoint);
+        self.shared.transport.prefetch(endpoint.url());
         Ok(Client {
             shared: self.shared.clone(),
             service: self.service,

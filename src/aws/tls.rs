@@ -13,6 +13,7 @@
 //! private CAs, TLS-inspecting proxies); those are read and checked at start, so a bad bundle is a
 //! configuration error (78) before any call. See README "Containers".
 
+use super::dns::SharedDns;
 use super::https::{Https, TlsConfig};
 use super::roots::Roots;
 use crate::error::{Class, Reason};
@@ -248,9 +249,15 @@ fn provider() -> rustls::crypto::CryptoProvider {
 }
 
 /// The HTTPS client (rustls with ring, sessions resumed: see [`super::https`]).
-fn https_client(tls: Arc<TlsConfig>, proxy: Matcher, settings: &HttpConnectorSettings) -> Https {
+fn https_client(
+    tls: Arc<TlsConfig>,
+    dns: SharedDns,
+    proxy: Matcher,
+    settings: &HttpConnectorSettings,
+) -> Https {
     Https::new(
         tls,
+        dns,
         proxy,
         settings.connect_timeout(),
         settings.read_timeout(),
@@ -264,6 +271,8 @@ struct Clients {
     http_proxy: ProxyConfig,
     https: OnceLock<Https>,
     tls: Arc<TlsConfig>,
+    /// The HTTPS client's name lookups (made here so they can start before it is built).
+    dns: SharedDns,
     /// `HTTPS_PROXY` and the hosts reached directly.
     https_proxy: Option<(String, String)>,
 }
@@ -316,6 +325,7 @@ impl HttpConnector for ByScheme {
             let https = self.clients.https.get_or_init(|| {
                 https_client(
                     self.clients.tls.clone(),
+                    self.clients.dns.clone(),
                     self.clients.https_proxy(),
                     &self.settings,
                 )
@@ -355,6 +365,26 @@ pub const MAX_RESPONSE_BODY: usize = 4 * 1024 * 1024;
 pub struct Transport(Arc<Clients>);
 
 impl Transport {
+    /// Starts the name lookup of `url`'s host now when a call to it will be an HTTPS connection
+    /// of our client straight to that host (not an IP address, not through `HTTPS_PROXY`): the
+    /// first call of a service makes it while it waits for the credentials (an ECS or EKS
+    /// credentials request, on a task role), instead of after them.
+    pub fn prefetch(&self, url: &str) {
+        let Ok(uri) = url.parse::<http::Uri>() else {
+            return;
+        };
+        let Some(host) = uri.host() else {
+            return;
+        };
+        let named = host.parse::<std::net::IpAddr>().is_err() && !host.starts_with('[');
+        if uri.scheme_str() == Some("https")
+            && named
+            && self.0.https_proxy().intercept(&uri).is_none()
+        {
+            self.0.dns.prefetch(host);
+        }
+    }
+
     /// The client as the SDK takes it.
     pub fn sdk(&self) -> SharedHttpClient {
         SharedHttpClient::new(LazyTls(self.0.clone()))
@@ -382,6 +412,7 @@ pub fn transport() -> Result<Transport, Reason> {
         http_proxy: http,
         https: OnceLock::new(),
         tls,
+        dns: SharedDns::default(),
         https_proxy,
     })))
 }
@@ -389,6 +420,47 @@ pub fn transport() -> Result<Transport, Reason> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A transport with `HTTPS_PROXY` set to `proxy` (and `NO_PROXY` to `no`), if any.
+    fn transport_with(proxy: Option<(&str, &str)>) -> Transport {
+        Transport(Arc::new(Clients {
+            http: http_only(ProxyConfig::disabled()),
+            http_proxy: ProxyConfig::disabled(),
+            https: OnceLock::new(),
+            tls: tls_config(vec![]),
+            dns: SharedDns::default(),
+            https_proxy: proxy.map(|(url, no)| (url.to_owned(), no.to_owned())),
+        }))
+    }
+
+    #[tokio::test]
+    async fn only_names_our_https_client_connects_to_are_prefetched() {
+        let direct = transport_with(None);
+        for url in [
+            "http://kms.test:8080",
+            "https://127.0.0.1:8443",
+            "https://[::1]:8443",
+            "not a url",
+        ] {
+            direct.prefetch(url);
+        }
+        assert!(
+            direct.0.dns.hosts().is_empty(),
+            "{:?}",
+            direct.0.dns.hosts()
+        );
+        direct.prefetch("https://localhost:8443/");
+        direct.prefetch("https://localhost:8443/");
+        let hosts: Vec<String> = direct.0.dns.hosts().into_iter().map(|h| h.0).collect();
+        assert_eq!(hosts, ["localhost"]);
+
+        let proxied = transport_with(Some(("http://proxy.test:3128", "localhost")));
+        proxied.prefetch("https://kms.us-east-1.amazonaws.com");
+        assert!(proxied.0.dns.hosts().is_empty(), "the proxy looks it up");
+        proxied.prefetch("https://localhost");
+        let hosts: Vec<String> = proxied.0.dns.hosts().into_iter().map(|h| h.0).collect();
+        assert_eq!(hosts, ["localhost"], "NO_PROXY hosts are reached directly");
+    }
 
     #[test]
     fn pem_certificates_reads_what_rustls_pki_types_reads() {
