@@ -387,6 +387,9 @@ pub struct ShowArgs {
 /// start without references (BENCHMARKS.md).
 pub fn parse() -> Cli {
     use clap::{CommandFactory, FromArgMatches};
+    if let Some(cli) = plain_exec(std::env::args_os(), std::env::vars_os()) {
+        return cli;
+    }
     let mut command = Cli::command();
     if std::env::vars_os()
         .any(|(k, v)| v.is_empty() && k.as_encoded_bytes().starts_with(b"KMS_ENV_"))
@@ -398,6 +401,56 @@ pub fn parse() -> Cli {
     std::mem::forget(matches);
     std::mem::forget(command);
     cli
+}
+
+/// `kms-env exec [--] COMMAND [ARGS...]` with no option and no `KMS_ENV_*` variable set, the way
+/// an image's `ENTRYPOINT` usually runs it, parsed without clap: building clap's command tree and
+/// matching was 0.2 to 0.3 ms of a start, the largest part of what kms-env adds to a start
+/// without references (BENCHMARKS.md). `None` for anything else (an option, a `KMS_ENV_*`
+/// variable, no command, a command that starts with `-` without `--` before it, a second `--`),
+/// which clap parses; a unit test checks that clap gives the same `Cli` for what this takes.
+fn plain_exec(
+    mut args: impl Iterator<Item = OsString>,
+    mut vars: impl Iterator<Item = (OsString, OsString)>,
+) -> Option<Cli> {
+    args.next()?;
+    if args.next()? != "exec" {
+        return None;
+    }
+    let mut command: Vec<OsString> = args.collect();
+    if command.first()? == "--" {
+        command.remove(0);
+    } else if command
+        .iter()
+        .any(|a| a.as_encoded_bytes().starts_with(b"-"))
+    {
+        return None;
+    }
+    if command.is_empty() || vars.any(|(k, _)| k.as_encoded_bytes().starts_with(b"KMS_ENV_")) {
+        return None;
+    }
+    Some(Cli {
+        global: Global {
+            region: None,
+            timeout: Duration::from_secs(30),
+            start_jitter: Duration::ZERO,
+            verbose: 0,
+            context: Vec::new(),
+            log_level: None,
+        },
+        command: Command::Exec(ExecArgs {
+            command,
+            keep_references: false,
+            load: Vec::new(),
+            refresh: None,
+            on_change: OnChange::Restart,
+            stop_signal: nix::sys::signal::Signal::SIGTERM,
+            grace: Duration::from_secs(10),
+            files_dir: None,
+            files_owner: None,
+            init: false,
+        }),
+    })
 }
 
 /// `cmd` with the environment variables of its arguments that are set but empty ignored: its own
@@ -581,6 +634,62 @@ mod tests {
                 (sc.get_name().to_owned(), about, ids)
             })
             .collect()
+    }
+
+    #[test]
+    fn plain_exec_gives_what_clap_gives_and_leaves_the_rest_to_it() {
+        let os = |args: &[&str]| -> Vec<OsString> { args.iter().map(OsString::from).collect() };
+        let no_vars = || std::iter::empty::<(OsString, OsString)>();
+        assert!(
+            !std::env::vars_os().any(|(k, _)| k.as_encoded_bytes().starts_with(b"KMS_ENV_")),
+            "clap reads KMS_ENV_* variables: run the unit tests without them"
+        );
+        let taken: &[&[&str]] = &[
+            &["kms-env", "exec", "--", "app"],
+            &["kms-env", "exec", "--", "app", "--port", "8080", "-v"],
+            &["kms-env", "exec", "--", "-dash-first", "--", "x"],
+            &["kms-env", "exec", "--", "sh", "-c", "echo $X"],
+            &["kms-env", "exec", "app", "serve", "now"],
+            &["/usr/local/bin/kms-env", "exec", "--", "--help"],
+        ];
+        for args in taken {
+            let ours = plain_exec(os(args).into_iter(), no_vars()).expect("taken");
+            let clap = Cli::try_parse_from(os(args)).unwrap();
+            assert_eq!(format!("{ours:?}"), format!("{clap:?}"), "{args:?}");
+        }
+        let left: &[&[&str]] = &[
+            &["kms-env"],
+            &["kms-env", "exec"],
+            &["kms-env", "exec", "--"],
+            &["kms-env", "exec", "--init", "--", "app"],
+            &["kms-env", "exec", "app", "--port", "1"],
+            &["kms-env", "exec", "app", "--", "x"],
+            &["kms-env", "--region", "eu-west-1", "exec", "--", "app"],
+            &["kms-env", "export"],
+            &["kms-env", "exe", "--", "app"],
+        ];
+        for args in left {
+            assert!(
+                plain_exec(os(args).into_iter(), no_vars()).is_none(),
+                "{args:?}"
+            );
+        }
+        let set = [(OsString::from("KMS_ENV_INIT"), OsString::from("1"))];
+        assert!(plain_exec(os(taken[0]).into_iter(), set.into_iter()).is_none());
+    }
+
+    #[test]
+    fn every_variable_the_command_line_reads_is_a_kms_env_one() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let names: Vec<String> = std::iter::once(&cmd)
+            .chain(cmd.get_subcommands())
+            .flat_map(|c| c.get_arguments())
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect();
+        assert!(names.len() >= 10, "{names:?}");
+        assert!(names.iter().all(|n| n.starts_with("KMS_ENV_")), "{names:?}");
     }
 
     #[test]
