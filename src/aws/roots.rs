@@ -47,7 +47,8 @@ impl Roots {
     }
 
     /// The indices in `certs` of the certificates that can anchor a path through `chain`: those
-    /// that contain the issuer name of one of its certificates. A certificate of the chain that
+    /// whose subject name is the issuer name of one of its certificates (or, for a certificate
+    /// whose subject [`subject`] cannot find, that contain one). A certificate of the chain that
     /// does not parse cannot be in a path, so its issuer is not looked for.
     fn candidates(&self, chain: &[&CertificateDer<'_>]) -> Vec<usize> {
         let mut issuers: Vec<Vec<u8>> = chain
@@ -59,10 +60,13 @@ impl Roots {
         // A chain may repeat an issuer (or a server pad it): each name is looked for once.
         issuers.sort_unstable();
         issuers.dedup();
-        let finders: Vec<memchr::memmem::Finder> =
-            issuers.iter().map(memchr::memmem::Finder::new).collect();
         (0..self.certs.len())
-            .filter(|&i| finders.iter().any(|f| f.find(&self.certs[i]).is_some()))
+            .filter(|&i| match subject(&self.certs[i]) {
+                Some(subject) => issuers.iter().any(|issuer| issuer == subject),
+                None => issuers
+                    .iter()
+                    .any(|issuer| memchr::memmem::find(&self.certs[i], issuer).is_some()),
+            })
             .collect()
     }
 
@@ -96,6 +100,51 @@ impl Roots {
         *made = Some((wanted, verifier.clone()));
         Ok(verifier)
     }
+}
+
+/// The subject name of a certificate (the contents of its `Name`, without the SEQUENCE header,
+/// as webpki compares names), found by stepping over the DER headers before it in the
+/// `TBSCertificate`: the optional version, the serial number, the signature algorithm, the issuer
+/// and the validity (RFC 5280, 4.1). `None` when the headers are not what X.509 puts there.
+/// Only a guide to which roots to parse: webpki parses the anchors and decides.
+fn subject(cert: &[u8]) -> Option<&[u8]> {
+    let (0x30, cert, _) = tlv(cert)? else {
+        return None;
+    };
+    let (0x30, mut tbs, _) = tlv(cert)? else {
+        return None;
+    };
+    if tbs.first() == Some(&0xa0) {
+        tbs = tlv(tbs)?.2;
+    }
+    for _ in 0..4 {
+        tbs = tlv(tbs)?.2;
+    }
+    match tlv(tbs)? {
+        (0x30, subject, _) => Some(subject),
+        _ => None,
+    }
+}
+
+/// The DER element at the start of `der`: its tag, its contents and what follows it (lengths in
+/// up to two bytes, as every certificate's headers fit).
+fn tlv(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, der) = der.split_first()?;
+    let (&first, der) = der.split_first()?;
+    let (len, der) = match first {
+        0..=0x7f => (usize::from(first), der),
+        0x81 => {
+            let (&n, der) = der.split_first()?;
+            (usize::from(n), der)
+        }
+        0x82 => {
+            let (n, der) = der.split_at_checked(2)?;
+            (usize::from(u16::from_be_bytes([n[0], n[1]])), der)
+        }
+        _ => return None,
+    };
+    let (contents, rest) = der.split_at_checked(len)?;
+    Some((tag, contents, rest))
 }
 
 impl ServerCertVerifier for Roots {
@@ -218,6 +267,23 @@ mod tests {
             1,
             "one candidate, not all roots"
         );
+    }
+
+    #[test]
+    fn the_subject_found_is_the_one_webpki_makes_the_anchors_name() {
+        let made = ca("kms-env test root");
+        let certs = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+            .iter()
+            .chain([made.der()]);
+        let mut n = 0;
+        for cert in certs {
+            let anchor = webpki::anchor_from_trusted_cert(cert).unwrap();
+            assert_eq!(subject(cert), Some(anchor.subject.as_ref()));
+            n += 1;
+        }
+        assert!(n > 100);
+        assert_eq!(subject(b"\x30\x03\x02\x01\x01"), None);
+        assert_eq!(subject(&made.der()[..40]), None, "cut short");
     }
 
     #[test]
