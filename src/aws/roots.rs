@@ -1,12 +1,11 @@
 //! The roots the HTTPS client trusts, turned into trust anchors only as far as a handshake needs.
 //!
 //! A system CA bundle holds about 140 certificates, and making a trust anchor of each (an X.509
-//! parse and copies) was 0.6 to 1.0 ms of CPU at every HTTPS start (BENCHMARKS.md), for a chain
+//! parse and copies) was most of reading it at every HTTPS start (BENCHMARKS.md), for a chain
 //! that one or two of them anchor. [`Roots`] keeps the certificates as read (DER) and, when a full
 //! handshake has a chain to verify, makes anchors of only those that can anchor it: the ones
-//! whose DER holds, byte for byte, the issuer name of a certificate of the chain (an anchor's
-//! subject must equal the issuer name of the certificate it signed, byte for byte, for webpki to
-//! use it). The verification itself is rustls's `WebPkiServerVerifier` over those anchors and the
+//! whose subject name is the issuer name of a certificate of the chain (webpki uses an anchor
+//! only when its subject equals the issuer name of the certificate it signed, byte for byte). The verification itself is rustls's `WebPkiServerVerifier` over those anchors and the
 //! always-trusted ones (`AWS_CA_BUNDLE`, `SSL_CERT_FILE`, parsed at start), so a chain is trusted
 //! exactly when it would be with every root made an anchor.
 
