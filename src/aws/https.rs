@@ -54,7 +54,7 @@ pub type MakeTls = Arc<dyn Fn() -> Result<rustls::ClientConfig, String> + Send +
 
 /// The TLS configuration (roots, protocol versions), made once, by the first HTTPS connection.
 /// It is made on the runtime's thread: a blocking thread for it cost more CPU than the making
-/// itself, about 0.2 ms of reading and base64 (BENCHMARKS.md).
+/// itself, a few tenths of a millisecond of reading and base64 (BENCHMARKS.md).
 pub struct TlsConfig {
     make: MakeTls,
     made: tokio::sync::OnceCell<rustls::ClientConfig>,
