@@ -91,7 +91,7 @@ impl Https {
     pub fn new(
         tls: Arc<TlsConfig>,
         dns: SharedDns,
-        proxy: Matcher,
+        proxy: Arc<Matcher>,
         connect_timeout: Option<Duration>,
         read_timeout: Option<Duration>,
     ) -> Self {
@@ -105,7 +105,7 @@ impl Https {
             base: tls,
             tickets: Tickets::new(),
             origins: origins.clone(),
-            proxy: Arc::new(proxy),
+            proxy,
             timeout: connect_timeout,
         };
         let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())

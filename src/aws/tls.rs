@@ -252,7 +252,7 @@ fn provider() -> rustls::crypto::CryptoProvider {
 fn https_client(
     tls: Arc<TlsConfig>,
     dns: SharedDns,
-    proxy: Matcher,
+    proxy: Arc<Matcher>,
     settings: &HttpConnectorSettings,
 ) -> Https {
     Https::new(
@@ -273,20 +273,17 @@ struct Clients {
     tls: Arc<TlsConfig>,
     /// The HTTPS client's name lookups (made here so they can start before it is built).
     dns: SharedDns,
-    /// `HTTPS_PROXY` and the hosts reached directly.
-    https_proxy: Option<(String, String)>,
+    /// `HTTPS_PROXY` and the hosts reached directly, as the HTTPS client and
+    /// [`Transport::prefetch`] both decide by it.
+    https_proxy: Arc<Matcher>,
 }
 
-impl Clients {
-    fn https_proxy(&self) -> Matcher {
-        match &self.https_proxy {
-            Some((url, no)) => Matcher::builder()
-                .https(url.as_str())
-                .no(no.as_str())
-                .build(),
-            None => Matcher::builder().build(),
-        }
-    }
+/// The matcher for `HTTPS_PROXY` (`proxy`: its URL and the hosts reached directly), if set.
+fn https_matcher(proxy: Option<(String, String)>) -> Arc<Matcher> {
+    Arc::new(match proxy {
+        Some((url, no)) => Matcher::builder().https(url).no(no).build(),
+        None => Matcher::builder().build(),
+    })
 }
 
 /// Plain HTTP through one client, HTTPS through the other, built on first use.
@@ -326,7 +323,7 @@ impl HttpConnector for ByScheme {
                 https_client(
                     self.clients.tls.clone(),
                     self.clients.dns.clone(),
-                    self.clients.https_proxy(),
+                    self.clients.https_proxy.clone(),
                     &self.settings,
                 )
             });
@@ -379,7 +376,7 @@ impl Transport {
         let named = host.parse::<std::net::IpAddr>().is_err() && !host.starts_with('[');
         if uri.scheme_str() == Some("https")
             && named
-            && self.0.https_proxy().intercept(&uri).is_none()
+            && self.0.https_proxy.intercept(&uri).is_none()
         {
             self.0.dns.prefetch(host);
         }
@@ -406,7 +403,7 @@ impl Transport {
 pub fn transport() -> Result<Transport, Reason> {
     let http = proxy_setting(false)?.map_or_else(ProxyConfig::disabled, |(config, ..)| config);
     let tls = tls_config(extra_cas()?);
-    let https_proxy = proxy_setting(true)?.map(|(_, url, no)| (url, no));
+    let https_proxy = https_matcher(proxy_setting(true)?.map(|(_, url, no)| (url, no)));
     Ok(Transport(Arc::new(Clients {
         http: http_only(http.clone()),
         http_proxy: http,
@@ -429,7 +426,7 @@ mod tests {
             https: OnceLock::new(),
             tls: tls_config(vec![]),
             dns: SharedDns::default(),
-            https_proxy: proxy.map(|(url, no)| (url.to_owned(), no.to_owned())),
+            https_proxy: https_matcher(proxy.map(|(url, no)| (url.to_owned(), no.to_owned()))),
         }))
     }
 
