@@ -391,9 +391,7 @@ pub fn parse() -> Cli {
         return cli;
     }
     let mut command = Cli::command();
-    if std::env::vars_os()
-        .any(|(k, v)| v.is_empty() && k.as_encoded_bytes().starts_with(b"KMS_ENV_"))
-    {
+    if std::env::vars_os().any(|(k, v)| v.is_empty() && is_ours(&k)) {
         command = without_empty_env(command);
     }
     let matches = command.get_matches_mut();
@@ -407,7 +405,7 @@ pub fn parse() -> Cli {
 /// an image's `ENTRYPOINT` usually runs it, parsed without clap: building clap's command tree and
 /// matching was 0.2 to 0.3 ms of a start, the largest part of what kms-env adds to a start
 /// without references (BENCHMARKS.md). `None` for anything else (an option, a `KMS_ENV_*`
-/// variable, no command, a command that starts with `-` without `--` before it, a second `--`),
+/// variable, no command, an argument that starts with `-` without `--` before the command),
 /// which clap parses; a unit test checks that clap gives the same `Cli` for what this takes.
 fn plain_exec(
     mut args: impl Iterator<Item = OsString>,
@@ -426,7 +424,7 @@ fn plain_exec(
     {
         return None;
     }
-    if command.is_empty() || vars.any(|(k, _)| k.as_encoded_bytes().starts_with(b"KMS_ENV_")) {
+    if command.is_empty() || vars.any(|(k, _)| is_ours(&k)) {
         return None;
     }
     Some(Cli {
@@ -451,6 +449,12 @@ fn plain_exec(
             init: false,
         }),
     })
+}
+
+/// Whether `name` is one of kms-env's variables (`KMS_ENV_*`: every one clap reads is, a test
+/// checks).
+fn is_ours(name: &std::ffi::OsStr) -> bool {
+    name.as_encoded_bytes().starts_with(b"KMS_ENV_")
 }
 
 /// `cmd` with the environment variables of its arguments that are set but empty ignored: its own
@@ -699,6 +703,7 @@ mod tests {
         let names = variables_clap_reads();
         assert!(names.len() >= 10, "{names:?}");
         assert!(names.iter().all(|n| n.starts_with("KMS_ENV_")), "{names:?}");
+        assert!(names.iter().all(|n| is_ours(n.as_ref())), "{names:?}");
     }
 
     #[test]
