@@ -29,6 +29,8 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use hyper_util::client::proxy::matcher::Matcher;
 use rustls_pki_types::{CertificateDer, TrustAnchor};
+use std::fs::File;
+use std::io::{self, BufRead};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use tracing::debug;
@@ -46,39 +48,52 @@ const SYSTEM_BUNDLES: &[&str] = &[
 /// Variables whose PEM files are added to the roots.
 pub const EXTRA_CA_VARS: &[&str] = &["AWS_CA_BUNDLE", "SSL_CERT_FILE"];
 
-/// The certificates of a PEM blob (`None` for a block that is not base64). Certificates are
-/// public, so this decodes with a plain base64 decoder: the constant-time one that
-/// `rustls-pki-types` uses for all PEM (it is made for private keys) was most of the CPU of
-/// reading a 140-certificate system bundle at each HTTPS start. Lines are found with `memchr`
-/// and the blocks decoded by `base64-simd` (both already in the SDK's dependency tree): a
-/// byte-by-byte line split and the scalar decoder were most of what was left (BENCHMARKS.md).
-fn pem_certificates(pem: &[u8]) -> impl Iterator<Item = Option<CertificateDer<'static>>> + '_ {
-    let mut start = 0;
-    let mut ends = memchr::memchr_iter(b'\n', pem).chain(std::iter::once(pem.len()));
-    let mut lines = std::iter::from_fn(move || {
-        let end = ends.next()?;
-        let line = &pem[start.min(end)..end];
-        start = end + 1;
-        Some(line.strip_suffix(b"\r").unwrap_or(line))
-    });
-    std::iter::from_fn(move || {
-        lines.find(|l| l.trim_ascii() == b"-----BEGIN CERTIFICATE-----")?;
-        let mut b64 = Vec::with_capacity(4096);
-        for line in lines.by_ref() {
-            let line = line.trim_ascii();
-            if line == b"-----END CERTIFICATE-----" {
-                let decode = |b64: &[u8]| base64_simd::STANDARD.decode_to_vec(b64);
-                // Whitespace inside a line is rare: dropped only when the lines do not decode.
-                let der = decode(&b64).or_else(|_| {
-                    b64.retain(|b| !b.is_ascii_whitespace());
-                    decode(&b64)
-                });
-                return Some(der.ok().map(CertificateDer::from));
+/// The certificates of PEM text (`None` for a block that is not base64), or why it could not be
+/// read. Certificates are public, so this decodes with a plain base64 decoder: the constant-time
+/// one that `rustls-pki-types` uses for all PEM (it is made for private keys) was most of the CPU
+/// of reading a 140-certificate system bundle at each HTTPS start. Lines are found with `memchr`
+/// (`read_until`) and the blocks decoded by `base64-simd` (both already in the SDK's dependency
+/// tree). The text is read in pieces ([`PEM_READ`]): one read of a whole 220 KB bundle into fresh
+/// memory cost more CPU than all the rest of it (BENCHMARKS.md).
+fn pem_certificates(mut pem: impl BufRead) -> io::Result<Vec<Option<CertificateDer<'static>>>> {
+    let mut certs = Vec::new();
+    let mut line = Vec::with_capacity(128);
+    let mut b64 = Vec::with_capacity(4096);
+    let mut inside = false;
+    loop {
+        line.clear();
+        if pem.read_until(b'\n', &mut line)? == 0 {
+            if inside {
+                certs.push(None);
             }
-            b64.extend_from_slice(line);
+            return Ok(certs);
         }
-        Some(None)
-    })
+        let text = line.trim_ascii();
+        if !inside {
+            inside = text == b"-----BEGIN CERTIFICATE-----";
+            b64.clear();
+        } else if text == b"-----END CERTIFICATE-----" {
+            inside = false;
+            let decode = |b64: &[u8]| base64_simd::STANDARD.decode_to_vec(b64);
+            // Whitespace inside a line is rare: dropped only when the lines do not decode.
+            let der = decode(&b64).or_else(|_| {
+                b64.retain(|b| !b.is_ascii_whitespace());
+                decode(&b64)
+            });
+            certs.push(der.ok().map(CertificateDer::from));
+        } else {
+            b64.extend_from_slice(text);
+        }
+    }
+}
+
+/// How much of a PEM file is read at a time: a buffer this size is reused, where reading a
+/// 220 KB bundle whole faulted in 54 fresh pages and copied into them.
+const PEM_READ: usize = 16 * 1024;
+
+/// The certificates of the PEM file at `path` (see [`pem_certificates`]).
+fn pem_file(path: &Path) -> io::Result<Vec<Option<CertificateDer<'static>>>> {
+    pem_certificates(io::BufReader::with_capacity(PEM_READ, File::open(path)?))
 }
 
 /// Advice for an unusable CA bundle.
@@ -98,10 +113,10 @@ fn extra_cas_unhinted() -> Result<Vec<TrustAnchor<'static>>, Reason> {
             continue;
         };
         let shown = path.to_string_lossy();
-        let pem = std::fs::read(&path).map_err(|e| {
+        let certs = pem_file(Path::new(&path)).map_err(|e| {
             Reason::new(Class::Config, format!("{var}={shown}: cannot read it: {e}"))
         })?;
-        let certs: Option<Vec<CertificateDer>> = pem_certificates(&pem).collect();
+        let certs: Option<Vec<CertificateDer>> = certs.into_iter().collect();
         match certs {
             Some(certs) if !certs.is_empty() => {
                 for cert in &certs {
@@ -134,12 +149,12 @@ fn root_certs() -> Vec<CertificateDer<'static>> {
         certs = rustls_native_certs::load_native_certs().certs;
         debug!("{} roots from SSL_CERT_DIR", certs.len());
     } else if std::env::var_os("SSL_CERT_FILE").is_none()
-        && let Some(pem) = SYSTEM_BUNDLES
+        && let Some(read) = SYSTEM_BUNDLES
             .iter()
-            .find_map(|p| std::fs::read(Path::new(p)).ok())
+            .find_map(|p| pem_file(Path::new(p)).ok())
     {
         // Blocks that are not base64 are left out.
-        certs = pem_certificates(&pem).flatten().collect();
+        certs = read.into_iter().flatten().collect();
         debug!("{} roots from the system's CA bundle", certs.len());
     }
     if certs.is_empty() {
@@ -469,12 +484,22 @@ mod tests {
             .into_iter()
             .chain([made.cert.pem().into_bytes(), crlf.into_bytes()])
         {
-            let ours: Vec<_> = pem_certificates(&pem).map(Option::unwrap).collect();
+            let ours: Vec<_> = pem_certificates(&pem[..])
+                .unwrap()
+                .into_iter()
+                .map(Option::unwrap)
+                .collect();
             let theirs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
                 .map(Result::unwrap)
                 .collect();
             assert!(!ours.is_empty());
             assert_eq!(ours, theirs);
+            // Read in pieces smaller than a line, as a file is read in pieces of PEM_READ.
+            let pieces = pem_certificates(io::BufReader::with_capacity(7, &pem[..])).unwrap();
+            assert_eq!(
+                pieces.into_iter().map(Option::unwrap).collect::<Vec<_>>(),
+                theirs
+            );
         }
         let spaced: String = made
             .cert
@@ -485,17 +510,22 @@ mod tests {
                 false => format!("  {} {}\t\n", &l[..10], &l[10..]),
             })
             .collect();
-        let spaced: Vec<_> = pem_certificates(spaced.as_bytes()).collect();
+        let spaced = pem_certificates(spaced.as_bytes()).unwrap();
         assert_eq!(
             spaced,
             vec![Some(made.cert.der().clone())],
             "whitespace is dropped"
         );
         let bad = b"x\n-----BEGIN CERTIFICATE-----\nA*A=\n-----END CERTIFICATE-----\n";
-        assert_eq!(pem_certificates(bad).collect::<Vec<_>>(), vec![None]);
+        assert_eq!(pem_certificates(&bad[..]).unwrap(), vec![None]);
         let cut = b"-----BEGIN CERTIFICATE-----\nAAAA\n";
-        assert_eq!(pem_certificates(cut).collect::<Vec<_>>(), vec![None]);
-        assert_eq!(pem_certificates(b"no pem here").count(), 0);
+        assert_eq!(pem_certificates(&cut[..]).unwrap(), vec![None]);
+        assert!(pem_certificates(&b"no pem here"[..]).unwrap().is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            pem_file(dir.path()).is_err(),
+            "a directory is not read as empty"
+        );
     }
 
     #[test]
