@@ -52,23 +52,15 @@ pub const EXTRA_CA_VARS: &[&str] = &["AWS_CA_BUNDLE", "SSL_CERT_FILE"];
 /// read. Certificates are public, so this decodes with a plain base64 decoder: the constant-time
 /// one that `rustls-pki-types` uses for all PEM (it is made for private keys) was most of the CPU
 /// of reading a 140-certificate system bundle at each HTTPS start. Lines are found with `memchr`
-/// (`read_until`) and the blocks decoded by `base64-simd` (both already in the SDK's dependency
+/// and the blocks decoded by `base64-simd` (both already in the SDK's dependency
 /// tree). The text is read in pieces ([`PEM_READ`]): one read of a whole 220 KB bundle into fresh
 /// memory cost more CPU than all the rest of it (BENCHMARKS.md).
 fn pem_certificates(mut pem: impl BufRead) -> io::Result<Vec<Option<CertificateDer<'static>>>> {
     let mut certs = Vec::new();
-    let mut line = Vec::with_capacity(128);
     let mut b64 = Vec::with_capacity(4096);
     let mut inside = false;
-    loop {
-        line.clear();
-        if pem.read_until(b'\n', &mut line)? == 0 {
-            if inside {
-                certs.push(None);
-            }
-            return Ok(certs);
-        }
-        let text = line.trim_ascii();
+    let mut line = |text: &[u8]| {
+        let text = text.trim_ascii();
         if !inside {
             inside = text == b"-----BEGIN CERTIFICATE-----";
             b64.clear();
@@ -84,7 +76,35 @@ fn pem_certificates(mut pem: impl BufRead) -> io::Result<Vec<Option<CertificateD
         } else {
             b64.extend_from_slice(text);
         }
+    };
+    // The lines are taken from the reader's buffer; only a line cut by the end of a read is
+    // copied.
+    let mut cut = Vec::new();
+    loop {
+        let read = pem.fill_buf()?;
+        if read.is_empty() {
+            break;
+        }
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', read) {
+            if cut.is_empty() {
+                line(&read[start..end]);
+            } else {
+                cut.extend_from_slice(&read[start..end]);
+                line(&cut);
+                cut.clear();
+            }
+            start = end + 1;
+        }
+        cut.extend_from_slice(&read[start..]);
+        let used = read.len();
+        pem.consume(used);
     }
+    line(&cut);
+    if inside {
+        certs.push(None);
+    }
+    Ok(certs)
 }
 
 /// How much of a PEM file is read at a time: a buffer this size is reused, where reading a
