@@ -10,15 +10,18 @@
 //! and [`GRACE`]. A connection reserves the ticket it will use, so that each ticket serves one
 //! connection (rustls uses a TLS 1.3 ticket once, as RFC 8446 asks).
 //!
-//! [`Tickets`] is the rustls session store (the in-memory cache of rustls, counted) and the
-//! gate: [`Host::turn`] is the pure decision, [`Tickets::turn`] waits for it.
+//! [`Tickets`] is the rustls session store and the gate: [`Host::turn`] is the pure decision,
+//! [`Tickets::turn`] waits for it. It keeps the TLS 1.3 tickets itself, up to [`MAX_TICKETS`] a
+//! server: rustls's in-memory cache keeps 8 and drops the oldest, so at N = 50 tickets that
+//! connections had reserved were gone and those connections made full handshakes
+//! (BENCHMARKS.md). Key-exchange hints and TLS 1.2 sessions stay in rustls's cache.
 
 use rustls::NamedGroup;
 use rustls::client::{
     ClientSessionMemoryCache, ClientSessionStore, Tls12ClientSessionValue, Tls13ClientSessionValue,
 };
 use rustls::pki_types::ServerName;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -27,6 +30,10 @@ use tokio::sync::Notify;
 /// can lose to a server whose tickets come slowly (round trips of tens of milliseconds, to
 /// another region); in-region, the tickets for 50 connections come well within it.
 pub const MAX_WAIT: Duration = Duration::from_millis(20);
+
+/// The most TLS 1.3 tickets kept for one server: one for each call that can be in flight
+/// (`source::max_in_flight`); the oldest goes when another comes.
+pub const MAX_TICKETS: usize = 64;
 
 /// How long after the last handshake to a host ends a ticket is still expected (a TLS 1.3
 /// server sends its tickets after the client's Finished, so they come about a round trip
@@ -120,9 +127,17 @@ impl Host {
 /// The session store of the HTTPS client, and the gate of its connections.
 #[derive(Debug)]
 pub struct Tickets {
+    /// Key-exchange hints and TLS 1.2 sessions.
     store: ClientSessionMemoryCache,
-    hosts: Mutex<HashMap<ServerName<'static>, Host>>,
+    hosts: Mutex<HashMap<ServerName<'static>, Server>>,
     changed: Notify,
+}
+
+/// One server's state and its TLS 1.3 tickets, oldest first (as many as [`Host`] counts).
+#[derive(Debug, Default)]
+struct Server {
+    host: Host,
+    tls13: VecDeque<Tls13ClientSessionValue>,
 }
 
 impl Tickets {
@@ -135,9 +150,13 @@ impl Tickets {
         })
     }
 
-    fn with<T>(&self, name: &ServerName<'static>, f: impl FnOnce(&mut Host) -> T) -> T {
+    fn with_server<T>(&self, name: &ServerName<'static>, f: impl FnOnce(&mut Server) -> T) -> T {
         let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
         f(hosts.entry(name.clone()).or_default())
+    }
+
+    fn with<T>(&self, name: &ServerName<'static>, f: impl FnOnce(&mut Host) -> T) -> T {
+        self.with_server(name, |s| f(&mut s.host))
     }
 
     /// Waits until a connection to `name` whose TCP connection is up may handshake, and counts
@@ -204,23 +223,29 @@ impl ClientSessionStore for Tickets {
         server_name: ServerName<'static>,
         value: Tls13ClientSessionValue,
     ) {
-        self.with(&server_name, Host::ticket_in);
-        self.store.insert_tls13_ticket(server_name, value);
+        self.with_server(&server_name, |s| {
+            if s.tls13.len() == MAX_TICKETS {
+                s.tls13.pop_front();
+                s.host.ticket_out();
+            }
+            s.tls13.push_back(value);
+            s.host.ticket_in();
+        });
         self.changed.notify_waiters();
     }
 
+    /// The newest ticket (as rustls's cache gives them).
     fn take_tls13_ticket(
         &self,
         server_name: &ServerName<'static>,
     ) -> Option<Tls13ClientSessionValue> {
-        let ticket = self.store.take_tls13_ticket(server_name);
-        if ticket.is_some() {
-            self.with(server_name, Host::ticket_out);
-        } else {
-            // The cache holds at most 8 tickets a server and drops the oldest.
-            self.with(server_name, |h| h.available = 0);
-        }
-        ticket
+        self.with_server(server_name, |s| {
+            let ticket = s.tls13.pop_back();
+            if ticket.is_some() {
+                s.host.ticket_out();
+            }
+            ticket
+        })
     }
 }
 

@@ -157,6 +157,21 @@ fn concurrent_connections_resume_the_first_ones_tls_session() {
 }
 
 #[test]
+fn more_than_eight_tickets_from_one_handshake_let_every_waiting_connection_resume() {
+    // rustls's own cache keeps 8 tickets a server and drops the oldest: with it, a connection
+    // that had reserved one of the first handshake's 12 tickets found none and made a full
+    // handshake (2 full, 10 resumed in each start).
+    within_three_starts("(1, 11): the first handshake's 12 tickets all used", || {
+        let (url, ca_pem, handshakes) = tls_front_with(12);
+        concurrent_decrypts(12, &url, &ca_pem);
+        match (handshakes.full(), handshakes.resumed()) {
+            (1, 11) => Ok(()),
+            seen => Err(seen),
+        }
+    });
+}
+
+#[test]
 fn a_server_that_offers_http2_serves_all_concurrent_calls_on_one_connection() {
     within_three_starts("one connection serving the 12 calls over HTTP/2", || {
         let (url, ca_pem, served) = h2_front();
