@@ -23,14 +23,16 @@ use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector a
 use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tracing::debug;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -44,9 +46,17 @@ struct ConnectTimedOut(Duration);
 #[derive(Debug, Clone)]
 pub struct Https {
     client: hyper_util::client::legacy::Client<Connector, SdkBody>,
+    connector: Connector,
     origins: Arc<Origins>,
     read_timeout: Option<Duration>,
 }
+
+/// A TLS connection made, and the protocol it negotiated.
+type Opened = (tokio_rustls::client::TlsStream<TcpStream>, Protocol);
+
+/// Connections started before a request asked for one ([`Https::preconnect`]), by origin: the
+/// first request's connection takes it (`None` once taken, so an origin is preconnected once).
+type Early = Arc<Mutex<HashMap<String, Option<oneshot::Receiver<Result<Opened, BoxError>>>>>>;
 
 /// Makes the TLS configuration with its roots: reading the system's CA bundle (the roots are made
 /// trust anchors only when a chain needs them, see [`super::roots`]).
@@ -107,16 +117,53 @@ impl Https {
             origins: origins.clone(),
             proxy,
             timeout: connect_timeout,
+            early: Early::default(),
         };
         let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            .build(connector);
+            .build(connector.clone());
         Self {
             client,
+            connector,
             origins,
             read_timeout,
         }
+    }
+
+    /// Starts the first connection to `uri`'s origin now, on a task of its own, unless one was
+    /// started before; the first request to that origin that needs a connection takes it. Made
+    /// when a service's client is made, so that the TCP and TLS round trips run while the first
+    /// call waits for its credentials (an ECS or EKS task role's request) instead of after
+    /// them. Outside a runtime, nothing is started.
+    pub fn preconnect(&self, uri: &http::Uri) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let origin = origin_of(uri);
+        let tx = {
+            let mut early = self
+                .connector
+                .early
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if early.contains_key(&origin) {
+                return;
+            }
+            let (tx, rx) = oneshot::channel();
+            early.insert(origin, Some(rx));
+            tx
+        };
+        let (connector, dst) = (self.connector.clone(), uri.clone());
+        tokio::spawn(async move {
+            let opened = match connector.timeout {
+                Some(limit) => tokio::time::timeout(limit, connector.open(&dst))
+                    .await
+                    .unwrap_or_else(|_| Err(ConnectTimedOut(limit).into())),
+                None => connector.open(&dst).await,
+            };
+            let _ = tx.send(opened);
+        });
     }
 }
 
@@ -189,6 +236,7 @@ struct Connector {
     origins: Arc<Origins>,
     proxy: Arc<Matcher>,
     timeout: Option<Duration>,
+    early: Early,
 }
 
 impl std::fmt::Debug for Connector {
@@ -236,7 +284,34 @@ impl Connector {
         Ok(config.clone())
     }
 
+    /// A connection for a request to `dst`: the one [`Https::preconnect`] started, if it did
+    /// and no request took it yet, otherwise a new one.
     async fn connect(self, dst: http::Uri) -> Result<TokioIo<Tls>, BoxError> {
+        let origin = origin_of(&dst);
+        let attempt = self.origins.connecting(origin.clone());
+        let early = self
+            .early
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(&origin)
+            .and_then(Option::take);
+        let (stream, protocol) = match early {
+            // A runtime that stopped before the early connection was made: make one now.
+            Some(early) => match early.await {
+                Ok(opened) => opened?,
+                Err(_) => self.open(&dst).await?,
+            },
+            None => self.open(&dst).await?,
+        };
+        Ok(TokioIo::new(Tls {
+            stream,
+            h2: attempt.connected(protocol),
+        }))
+    }
+
+    /// Makes a TCP connection to `dst` (through `HTTPS_PROXY` when it applies) and a TLS
+    /// connection over it, resuming a session when [`Tickets::turn`] says so.
+    async fn open(&self, dst: &http::Uri) -> Result<Opened, BoxError> {
         let host = dst
             .host()
             .ok_or("the endpoint URL has no host")?
@@ -244,10 +319,9 @@ impl Connector {
             .trim_end_matches(']')
             .to_owned();
         let name = ServerName::try_from(host)?;
-        let attempt = self.origins.connecting(origin_of(&dst));
         let started = Instant::now();
         let tcp = async {
-            match self.proxy.intercept(&dst) {
+            match self.proxy.intercept(dst) {
                 Some(proxy) => {
                     let mut tunnel = Tunnel::new(proxy.uri().clone(), self.tcp.clone());
                     if let Some(auth) = proxy.basic_auth() {
@@ -296,10 +370,7 @@ impl Connector {
             if resumed { "resumed" } else { "full" },
             protocol.name()
         );
-        Ok(TokioIo::new(Tls {
-            stream: tls,
-            h2: attempt.connected(protocol),
-        }))
+        Ok((tls, protocol))
     }
 }
 

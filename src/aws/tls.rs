@@ -305,12 +305,29 @@ struct Clients {
     /// `HTTP_PROXY`, for plain-HTTP connectors made without the SDK's runtime components.
     http_proxy: ProxyConfig,
     https: OnceLock<Https>,
+    /// The settings of the first connector made ([`Transport::connector`]), with which
+    /// [`Transport::prefetch`] makes the HTTPS client when it is the first to need it.
+    settings: OnceLock<HttpConnectorSettings>,
     tls: Arc<TlsConfig>,
     /// The HTTPS client's name lookups (made here so they can start before it is built).
     dns: SharedDns,
     /// `HTTPS_PROXY` and the hosts reached directly, as the HTTPS client and
     /// [`Transport::prefetch`] both decide by it.
     https_proxy: Arc<Matcher>,
+}
+
+impl Clients {
+    /// The HTTPS client, made now with `settings` if it is not yet.
+    fn https(&self, settings: &HttpConnectorSettings) -> &Https {
+        self.https.get_or_init(|| {
+            https_client(
+                self.tls.clone(),
+                self.dns.clone(),
+                self.https_proxy.clone(),
+                settings,
+            )
+        })
+    }
 }
 
 /// The matcher for `HTTPS_PROXY` (`proxy`: its URL and the hosts reached directly), if set.
@@ -354,15 +371,7 @@ struct ByScheme {
 impl HttpConnector for ByScheme {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         let response = if request.uri().starts_with("https:") {
-            let https = self.clients.https.get_or_init(|| {
-                https_client(
-                    self.clients.tls.clone(),
-                    self.clients.dns.clone(),
-                    self.clients.https_proxy.clone(),
-                    &self.settings,
-                )
-            });
-            https.call(request)
+            self.clients.https(&self.settings).call(request)
         } else {
             self.plain
                 .get_or_init(|| match &self.components {
@@ -397,10 +406,11 @@ pub const MAX_RESPONSE_BODY: usize = 4 * 1024 * 1024;
 pub struct Transport(Arc<Clients>);
 
 impl Transport {
-    /// Starts the name lookup of `url`'s host now when a call to it will be an HTTPS connection
-    /// of our client straight to that host (not an IP address, not through `HTTPS_PROXY`): the
-    /// first call of a service makes it while it waits for the credentials (an ECS or EKS
-    /// credentials request, on a task role), instead of after them.
+    /// Starts the first connection to `url` now when it is an HTTPS endpoint: its name lookup
+    /// at once when our client connects straight to that host (not an IP address, not through
+    /// `HTTPS_PROXY`), and its TCP and TLS connection on a task ([`Https::preconnect`]), so
+    /// that the first call of a service makes them while it waits for the credentials (an ECS
+    /// or EKS credentials request, on a task role) instead of after them.
     pub fn prefetch(&self, url: &str) {
         let Ok(uri) = url.parse::<http::Uri>() else {
             return;
@@ -408,12 +418,15 @@ impl Transport {
         let Some(host) = uri.host() else {
             return;
         };
+        if uri.scheme_str() != Some("https") {
+            return;
+        }
         let named = host.parse::<std::net::IpAddr>().is_err() && !host.starts_with('[');
-        if uri.scheme_str() == Some("https")
-            && named
-            && self.0.https_proxy.intercept(&uri).is_none()
-        {
+        if named && self.0.https_proxy.intercept(&uri).is_none() {
             self.0.dns.prefetch(host);
+        }
+        if let Some(settings) = self.0.settings.get() {
+            self.0.https(settings).preconnect(&uri);
         }
     }
 
@@ -424,6 +437,7 @@ impl Transport {
 
     /// A connector with `settings` (connect and read timeouts) for calls made without the SDK.
     pub fn connector(&self, settings: &HttpConnectorSettings) -> SharedHttpConnector {
+        let _ = self.0.settings.set(settings.clone());
         SharedHttpConnector::new(ByScheme {
             clients: self.0.clone(),
             settings: settings.clone(),
@@ -443,6 +457,7 @@ pub fn transport() -> Result<Transport, Reason> {
         http: http_only(http.clone()),
         http_proxy: http,
         https: OnceLock::new(),
+        settings: OnceLock::new(),
         tls,
         dns: SharedDns::default(),
         https_proxy,
@@ -459,6 +474,7 @@ mod tests {
             http: http_only(ProxyConfig::disabled()),
             http_proxy: ProxyConfig::disabled(),
             https: OnceLock::new(),
+            settings: OnceLock::new(),
             tls: tls_config(vec![]),
             dns: SharedDns::default(),
             https_proxy: https_matcher(proxy.map(|(url, no)| (url.to_owned(), no.to_owned()))),

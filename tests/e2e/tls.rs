@@ -4,7 +4,9 @@
 
 use crate::common::tls::{h2_front, h2_front_with, tls_front, tls_front_with};
 use crate::common::*;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 #[test]
 fn a_private_ca_is_refused_until_given_by_aws_ca_bundle_or_ssl_cert_file() {
@@ -169,6 +171,57 @@ fn more_than_eight_tickets_from_one_handshake_let_every_waiting_connection_resum
             seen => Err(seen),
         }
     });
+}
+
+#[test]
+fn the_first_connection_is_made_while_a_task_role_fetches_the_credentials() {
+    // The credentials endpoint answers only once the TLS front has a connection (or after
+    // 3 s): a start that connected after the credentials came would wait the 3 s.
+    let (url, ca_pem, handshakes) = tls_front_with(2);
+    let seen_first = Arc::new(AtomicBool::new(false));
+    let creds = {
+        let (handshakes, seen_first) = (handshakes.clone(), seen_first.clone());
+        http_server("/v2/credentials/task", move |_| {
+            let waited = Instant::now();
+            while handshakes.accepted() == 0 && waited.elapsed() < Duration::from_secs(3) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            seen_first.store(handshakes.accepted() > 0, Ordering::SeqCst);
+            Reply::ok(
+                r#"{"AccessKeyId":"AKIDTASKROLE","SecretAccessKey":"task-role-secret","Token":"t","Expiration":"2099-01-01T00:00:00Z"}"#
+                    .to_owned(),
+            )
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    let mut env = keyless_env();
+    env.insert(
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+        creds.url.clone().into(),
+    );
+    env.insert("AWS_ENDPOINT_URL".into(), url.into());
+    env.insert("AWS_CA_BUNDLE".into(), ca_file.into());
+    env.insert("K".into(), cli_encrypt(b"preconnected-plaintext").into());
+    let (r, dump) = exec_dump(&env, &[], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    assert_eq!(dump.var("K").unwrap(), b"preconnected-plaintext");
+    assert_eq!(creds.requests.lock().unwrap().len(), 1);
+    assert!(
+        seen_first.load(Ordering::SeqCst),
+        "the credentials were answered before the front saw a connection"
+    );
+    assert!(r.elapsed < Duration::from_secs(3), "took {:?}", r.elapsed);
+    assert_eq!(
+        (
+            handshakes.accepted(),
+            handshakes.full() + handshakes.resumed()
+        ),
+        (1, 1),
+        "one connection, taken by the call"
+    );
+    assert_no_plaintext(&r, &[b"preconnected-plaintext", b"task-role-secret"]);
 }
 
 #[test]

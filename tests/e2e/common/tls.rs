@@ -9,14 +9,20 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The handshakes a TLS front made, in full and resumed.
+/// The handshakes a TLS front made, in full and resumed, and the TCP connections it accepted.
 #[derive(Debug, Default)]
 pub struct Handshakes {
     full: AtomicUsize,
     resumed: AtomicUsize,
+    accepted: AtomicUsize,
 }
 
 impl Handshakes {
+    /// TCP connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
     /// Full handshakes so far.
     pub fn full(&self) -> usize {
         self.full.load(Ordering::SeqCst)
@@ -86,6 +92,7 @@ pub fn tls_front_with(tickets: usize) -> (String, String, Arc<Handshakes>) {
     std::thread::spawn(move || {
         for tcp in listener.incoming() {
             let Ok(tcp) = tcp else { continue };
+            counts.accepted.fetch_add(1, Ordering::SeqCst);
             let (config, counts) = (config.clone(), counts.clone());
             std::thread::spawn(move || {
                 let conn = rustls::ServerConnection::new(config).unwrap();
