@@ -402,9 +402,53 @@ fn credentials(config: &SdkConfig, http: SharedHttpClient) -> SharedCredentialsP
         )
         .or_else(
             "Ec2InstanceMetadata",
-            ImdsCredentialsProvider::builder().configure(&conf).build(),
+            MadeWhenAsked::new(move || ImdsCredentialsProvider::builder().configure(&conf).build()),
         );
     SharedCredentialsProvider::new(chain)
+}
+
+/// A link of the credentials chain made when the chain first asks it: making the instance
+/// metadata link (its IMDS client) was 80 K instructions, 6.5 % of a start on a task role over
+/// plain HTTP, whose link answers before it (`callgrind`; BENCHMARKS.md, ninth session).
+struct MadeWhenAsked<P, F> {
+    make: F,
+    made: OnceLock<P>,
+}
+
+impl<P, F: Fn() -> P> MadeWhenAsked<P, F> {
+    fn new(make: F) -> Self {
+        Self {
+            make,
+            made: OnceLock::new(),
+        }
+    }
+}
+
+impl<P: std::fmt::Debug, F> std::fmt::Debug for MadeWhenAsked<P, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MadeWhenAsked")
+            .field("made", &self.made.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P, F> aws_credential_types::provider::ProvideCredentials for MadeWhenAsked<P, F>
+where
+    P: aws_credential_types::provider::ProvideCredentials,
+    F: Fn() -> P + Send + Sync,
+{
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        self.made.get_or_init(&self.make).provide_credentials()
+    }
+
+    fn fallback_on_interrupt(&self) -> Option<aws_credential_types::Credentials> {
+        self.made.get().and_then(P::fallback_on_interrupt)
+    }
 }
 
 /// The configuration error for a call without a region.
@@ -641,6 +685,31 @@ fn find_source<'a, T: std::error::Error + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_made_when_asked_is_made_once_and_only_when_asked() {
+        use aws_credential_types::Credentials;
+        use aws_credential_types::provider::ProvideCredentials;
+        let made = std::sync::atomic::AtomicUsize::new(0);
+        let link = MadeWhenAsked::new(|| {
+            made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Credentials::for_tests()
+        });
+        assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert!(
+            link.fallback_on_interrupt().is_none(),
+            "not made to answer that"
+        );
+        assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 0);
+        for _ in 0..2 {
+            let got = link.provide_credentials().now_or_never().unwrap().unwrap();
+            assert_eq!(
+                got.access_key_id(),
+                Credentials::for_tests().access_key_id()
+            );
+        }
+        assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn shared_error_codes_map_to_classes() {
