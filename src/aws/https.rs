@@ -8,7 +8,10 @@
 //! serves all the concurrent requests of a start on one connection ([`super::multiplex`]). The
 //! connect timeout of the SDK's settings covers the whole connection, as it does in the SDK's own
 //! client; errors are classified the same way (connection errors are I/O errors, which the SDK
-//! retries), and HTTP/2 streams the server did not process are retried too.
+//! retries), and HTTP/2 streams the server did not process are retried too. The first
+//! connection to an origin can be started before any request asks for one
+//! ([`Https::preconnect`], when a service's client is made), so that it is made while the first
+//! call waits for its credentials; the first request's connection takes it.
 
 use super::chain;
 use super::dns::SharedDns;

@@ -12,9 +12,9 @@
 //!
 //! [`Tickets`] is the rustls session store and the gate: [`Host::turn`] is the pure decision,
 //! [`Tickets::turn`] waits for it. It keeps the TLS 1.3 tickets itself, up to [`MAX_TICKETS`] a
-//! server: rustls's in-memory cache keeps 8 and drops the oldest, so at N = 50 tickets that
-//! connections had reserved were gone and those connections made full handshakes
-//! (BENCHMARKS.md). Key-exchange hints and TLS 1.2 sessions stay in rustls's cache.
+//! server: rustls's in-memory cache keeps 8 and drops the oldest, so a connection that had
+//! reserved a ticket could find it gone and make a full handshake (BENCHMARKS.md, ninth
+//! session). Key-exchange hints and TLS 1.2 sessions stay in rustls's cache.
 
 use rustls::NamedGroup;
 use rustls::client::{
