@@ -159,13 +159,7 @@ impl Https {
         };
         let (connector, dst) = (self.connector.clone(), uri.clone());
         tokio::spawn(async move {
-            let opened = match connector.timeout {
-                Some(limit) => tokio::time::timeout(limit, connector.open(&dst))
-                    .await
-                    .unwrap_or_else(|_| Err(ConnectTimedOut(limit).into())),
-                None => connector.open(&dst).await,
-            };
-            let _ = tx.send(opened);
+            let _ = tx.send(in_time(connector.timeout, connector.open(&dst)).await);
         });
     }
 }
@@ -259,16 +253,21 @@ impl tower_service::Service<http::Uri> for Connector {
 
     fn call(&mut self, dst: http::Uri) -> Self::Future {
         let this = self.clone();
-        Box::pin(async move {
-            let timeout = this.timeout;
-            let connect = this.connect(dst);
-            match timeout {
-                Some(limit) => tokio::time::timeout(limit, connect)
-                    .await
-                    .map_err(|_| BoxError::from(ConnectTimedOut(limit)))?,
-                None => connect.await,
-            }
-        })
+        Box::pin(async move { in_time(this.timeout, this.connect(dst)).await })
+    }
+}
+
+/// `connect` within the connect timeout `limit` of the SDK's settings, which covers the whole
+/// connection (TCP, proxy tunnel, TLS) as in the SDK's own client.
+async fn in_time<T>(
+    limit: Option<Duration>,
+    connect: impl Future<Output = Result<T, BoxError>>,
+) -> Result<T, BoxError> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, connect)
+            .await
+            .map_err(|_| BoxError::from(ConnectTimedOut(limit)))?,
+        None => connect.await,
     }
 }
 
