@@ -9,6 +9,9 @@ kms-env, then measures, side by side in one run, the median wall time and the me
 (user + sys of the whole process tree, from wait4's rusage) of starting `true` through:
 
   * `true` alone (the baseline);
+  * the floor (bench/floor.rs): the same KMS `Decrypt`s, one connection each, with kms-env's
+    libraries and nothing else (no SDK, no configuration, no retries), N = 0, 1, 10, 50, over
+    HTTP and TLS: what the protocols cost on this machine, which no client goes below;
   * kms-env exec with N = 0, 1, 10, 50 kms: values, and N = 1, 10, 50 ssm: references;
   * kms-env exec with N = 1, 10 kms: values and an ECS task role instead of static keys (the
     credentials from a loopback container credentials endpoint in this process);
@@ -41,6 +44,7 @@ VENV = os.path.join(ROOT, ".venv", "bin")
 NODE_DIR = os.path.join(ROOT, "tests", "node")
 BIN = sys.argv[1]
 PROXY = sys.argv[2]
+FLOOR = sys.argv[3] if len(sys.argv) > 3 else None
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
 ONLY_OURS = os.environ.get("BENCH_ONLY") == "kms-env"
 # The Go peers, when given: binaries built elsewhere (see BENCHMARKS.md), not by this script.
@@ -288,6 +292,10 @@ def report(workdir, moto_port, plain_port, tls_port, quiet_port, h2_port, ca):
         for n in (0, 1, 10, 50):
             r[("kms", n)] = measure(ours_cmd, kms_env(n))
             rows.append(("kms-env exec, `kms:`", n, r[("kms", n)], None))
+        for n in (0, 1, 10, 50) if FLOOR and not quiet else ():
+            r[("floor", n)] = measure([FLOOR, "true"], kms_env(n))
+            rows.append(("floor: the same `Decrypt`s without the SDK (`bench/floor.rs`)", n,
+                         r[("floor", n)], r[("kms", n)]))
         for n in () if quiet else (1, 10, 50):
             r[("ssm", n)] = measure(ours_cmd, ssm_env(n))
             rows.append(("kms-env exec, `ssm:`", n, r[("ssm", n)], None))
@@ -348,6 +356,13 @@ def report(workdir, moto_port, plain_port, tls_port, quiet_port, h2_port, ca):
             if (kind, n) in r:
                 target(f"{transport}: `{kind}:` N = {n} wall (<= N=0 + 1.1 x {LATENCY_MS} ms)",
                        r[(kind, n)][0], base_wall + 1.1 * rtt)
+        # The floor under the same wall targets (from its own N = 0), and kms-env's distance to it.
+        for n in (1, 10, 50) if ("floor", 0) in r else ():
+            target(f"{transport}: the floor's `kms:` N = {n} wall (<= its N=0 + 1.1 x "
+                   f"{LATENCY_MS} ms)", r[("floor", n)][0], r[("floor", 0)][0] + 1.1 * rtt)
+            print(f"| {transport}: kms-env over the floor at N = {n} | "
+                  f"wall +{(r[('kms', n)][0] - r[('floor', n)][0]) * 1000:.1f} ms, "
+                  f"CPU +{(r[('kms', n)][1] - r[('floor', n)][1]) * 1000:.1f} ms | |")
         limits = (0.004, 0.012) if transport == "HTTP" else (0.008, 0.025)
         target(f"{transport}: N = 1 CPU (<= {limits[0] * 1000:.0f} ms)", r[("kms", 1)][1], limits[0])
         target(f"{transport}: N = 50 CPU (<= {limits[1] * 1000:.0f} ms)", r[("kms", 50)][1], limits[1])

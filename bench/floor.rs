@@ -1,0 +1,287 @@
+//! The floor of a start, for `bench/run`: the least a client must do to resolve `kms:` values
+//! with one connection per request, built from the libraries kms-env uses (tokio's
+//! current-thread runtime, rustls with ring, aws-sigv4) and nothing else. Per value: wait for a
+//! TLS 1.3 session ticket if another connection is handshaking (as kms-env does), connect, make
+//! the TLS handshake, sign and write one KMS `Decrypt`, read the answer, decode its plaintext;
+//! then exec the command with the plaintexts. There is no SDK, no configuration, no retry, no
+//! proxy, no system trust store (only `AWS_CA_BUNDLE`), no error handling beyond a panic: what is
+//! left is the work the protocols ask for. BENCHMARKS.md compares kms-env with it.
+//!
+//! usage: floor COMMAND [ARGS...]   with AWS_ENDPOINT_URL (`http://` or `https://HOST:PORT`),
+//! AWS_CA_BUNDLE (for https), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and variables
+//! whose values are `kms:BASE64`.
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use rustls::client::{ClientSessionMemoryCache, ClientSessionStore, Resumption};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::os::unix::process::CommandExt as _;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::sync::Semaphore;
+
+/// How long a connection waits for a ticket before making a full handshake (kms-env's wait).
+const TICKET_WAIT: Duration = Duration::from_millis(20);
+
+fn main() {
+    let command: Vec<String> = std::env::args().skip(1).collect();
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
+    let endpoint = var("AWS_ENDPOINT_URL");
+    let (tls, authority) = match endpoint.split_once("://") {
+        Some(("https", rest)) => (true, rest.trim_end_matches('/').to_owned()),
+        Some(("http", rest)) => (false, rest.trim_end_matches('/').to_owned()),
+        _ => panic!("AWS_ENDPOINT_URL is not http(s)://HOST:PORT"),
+    };
+    let values: Vec<(String, Vec<u8>)> = std::env::vars()
+        .filter_map(|(k, v)| {
+            let blob = STANDARD.decode(v.strip_prefix("kms:")?).expect("base64");
+            Some((k, blob))
+        })
+        .collect();
+    let plaintexts = if values.is_empty() {
+        Vec::new()
+    } else {
+        let addr = authority
+            .to_socket_addrs()
+            .expect("address")
+            .next()
+            .expect("address");
+        let host = authority.rsplit_once(':').map_or(&*authority, |(h, _)| h);
+        let client = Arc::new(Client {
+            addr,
+            url: format!("{endpoint}/"),
+            authority: authority.clone(),
+            server_name: ServerName::try_from(host.to_owned()).expect("host name"),
+            tls: tls.then(|| tls_client(&var("AWS_CA_BUNDLE"))),
+            identity: Credentials::new(
+                var("AWS_ACCESS_KEY_ID"),
+                var("AWS_SECRET_ACCESS_KEY"),
+                std::env::var("AWS_SESSION_TOKEN").ok(),
+                None,
+                "environment",
+            )
+            .into(),
+            region: var("AWS_REGION"),
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let calls: Vec<_> = values
+                .into_iter()
+                .enumerate()
+                .map(|(i, (name, blob))| {
+                    let client = client.clone();
+                    tokio::spawn(async move { (name, client.decrypt(i == 0, &blob).await) })
+                })
+                .collect();
+            let mut plaintexts = Vec::with_capacity(calls.len());
+            for call in calls {
+                plaintexts.push(call.await.expect("call"));
+            }
+            plaintexts
+        })
+    };
+    let error = std::process::Command::new(&command[0])
+        .args(&command[1..])
+        .envs(plaintexts)
+        .exec();
+    panic!("exec: {error}");
+}
+
+/// The TLS side: a connector whose session store lets waiting connections know of each ticket.
+struct Tls {
+    connector: tokio_rustls::TlsConnector,
+    tickets: Arc<Tickets>,
+}
+
+fn tls_client(ca_bundle: &str) -> Tls {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(
+        CertificateDer::pem_file_iter(ca_bundle)
+            .expect("AWS_CA_BUNDLE")
+            .map(|c| c.expect("AWS_CA_BUNDLE")),
+    );
+    let mut provider = rustls::crypto::ring::default_provider();
+    // As kms-env: AES-128-GCM with SHA-256 first.
+    provider
+        .cipher_suites
+        .sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    let tickets = Arc::new(Tickets {
+        cache: ClientSessionMemoryCache::new(256),
+        issued: Semaphore::new(0),
+    });
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.resumption = Resumption::store(tickets.clone());
+    Tls {
+        connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        tickets,
+    }
+}
+
+/// rustls's in-memory session store, with a permit for every TLS 1.3 ticket it is given.
+#[derive(Debug)]
+struct Tickets {
+    cache: ClientSessionMemoryCache,
+    issued: Semaphore,
+}
+
+impl ClientSessionStore for Tickets {
+    fn set_kx_hint(&self, name: ServerName<'static>, group: rustls::NamedGroup) {
+        self.cache.set_kx_hint(name, group);
+    }
+    fn kx_hint(&self, name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.cache.kx_hint(name)
+    }
+    fn set_tls12_session(
+        &self,
+        name: ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.cache.set_tls12_session(name, value);
+    }
+    fn tls12_session(
+        &self,
+        name: &ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.cache.tls12_session(name)
+    }
+    fn remove_tls12_session(&self, name: &ServerName<'static>) {
+        self.cache.remove_tls12_session(name);
+    }
+    fn insert_tls13_ticket(
+        &self,
+        name: ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.cache.insert_tls13_ticket(name, value);
+        self.issued.add_permits(1);
+    }
+    fn take_tls13_ticket(
+        &self,
+        name: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.cache.take_tls13_ticket(name)
+    }
+}
+
+struct Client {
+    addr: SocketAddr,
+    url: String,
+    authority: String,
+    server_name: ServerName<'static>,
+    tls: Option<Tls>,
+    identity: Identity,
+    region: String,
+}
+
+impl Client {
+    /// One `Decrypt` on a connection of its own; the plaintext.
+    async fn decrypt(&self, first: bool, blob: &[u8]) -> String {
+        let body = format!(r#"{{"CiphertextBlob":"{}"}}"#, STANDARD.encode(blob));
+        let request = self.request(&body);
+        if let Some(tls) = &self.tls
+            && !first
+            && let Ok(Ok(permit)) =
+                tokio::time::timeout(TICKET_WAIT, tls.tickets.issued.acquire()).await
+        {
+            permit.forget();
+        }
+        let tcp = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect");
+        tcp.set_nodelay(true).expect("nodelay");
+        let answer = match &self.tls {
+            Some(tls) => {
+                let stream = tls
+                    .connector
+                    .connect(self.server_name.clone(), tcp)
+                    .await
+                    .expect("TLS handshake");
+                exchange(stream, &request).await
+            }
+            None => exchange(tcp, &request).await,
+        };
+        let text = std::str::from_utf8(&answer).expect("UTF-8 answer");
+        let after = &text[text.find(r#""Plaintext""#).expect("a plaintext") + 11..];
+        let value = after.trim_start_matches([' ', ':']).strip_prefix('"');
+        let value = value
+            .and_then(|v| v.split('"').next())
+            .expect("a plaintext");
+        String::from_utf8(STANDARD.decode(value).expect("base64")).expect("UTF-8 plaintext")
+    }
+
+    /// The signed HTTP/1.1 request.
+    fn request(&self, body: &str) -> Vec<u8> {
+        let headers = [
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", "TrentService.Decrypt"),
+        ];
+        let params = v4::SigningParams::builder()
+            .identity(&self.identity)
+            .region(&self.region)
+            .name("kms")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .expect("signing parameters")
+            .into();
+        let signable = SignableRequest::new(
+            "POST",
+            &self.url,
+            headers.iter().copied(),
+            SignableBody::Bytes(body.as_bytes()),
+        )
+        .expect("signable request");
+        let (instructions, _) = sign(signable, &params).expect("signature").into_parts();
+        let mut out = format!("POST / HTTP/1.1\r\nhost: {}\r\n", self.authority);
+        for (name, value) in headers {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+        for (name, value) in instructions.headers() {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+        out.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+        out.into_bytes()
+    }
+}
+
+/// Writes `request` and reads one answer (Content-Length framing); its body.
+async fn exchange(mut stream: impl AsyncRead + AsyncWrite + Unpin, request: &[u8]) -> Vec<u8> {
+    stream.write_all(request).await.expect("write");
+    stream.flush().await.expect("flush");
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end]).expect("UTF-8 head");
+            assert!(head.starts_with("HTTP/1.1 200"), "answer: {head}");
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().expect("Content-Length"))
+                })
+                .expect("Content-Length");
+            if buf.len() >= end + 4 + len {
+                return buf[end + 4..end + 4 + len].to_vec();
+            }
+        }
+        let mut chunk = [0; 4096];
+        let n = stream.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "the connection closed before the answer");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
