@@ -61,16 +61,19 @@ type Opened = (tokio_rustls::client::TlsStream<TcpStream>, Protocol);
 /// first request's connection takes it (`None` once taken, so an origin is preconnected once).
 type Early = Arc<Mutex<HashMap<String, Option<oneshot::Receiver<Result<Opened, BoxError>>>>>>;
 
-/// Makes the TLS configuration with its roots: reading the system's CA bundle (the roots are made
-/// trust anchors only when a chain needs them, see [`super::roots`]).
+/// Makes the TLS configuration (protocol versions, suites, the verifier over [`super::roots`]).
 pub type MakeTls = Arc<dyn Fn() -> Result<rustls::ClientConfig, String> + Send + Sync>;
 
-/// The TLS configuration (roots, protocol versions), made once, by the first HTTPS connection.
-/// It is made on the runtime's thread: a blocking thread for it cost more CPU than the making
-/// itself, a few tenths of a millisecond of reading and base64 (BENCHMARKS.md).
+/// Work a handshake does while it waits for the server's first answer: reading the roots its
+/// certificate will be verified with ([`super::roots::Roots::load`]), once.
+pub type Meanwhile = Arc<dyn Fn() + Send + Sync>;
+
+/// The TLS configuration, made once, by the first HTTPS connection, and what its handshakes do
+/// while the server answers.
 pub struct TlsConfig {
     make: MakeTls,
     made: tokio::sync::OnceCell<rustls::ClientConfig>,
+    meanwhile: Meanwhile,
 }
 
 impl std::fmt::Debug for TlsConfig {
@@ -80,11 +83,13 @@ impl std::fmt::Debug for TlsConfig {
 }
 
 impl TlsConfig {
-    /// A configuration that `make` makes, not made yet.
-    pub fn new(make: MakeTls) -> Arc<Self> {
+    /// A configuration that `make` makes, not made yet, whose handshakes do `meanwhile` while
+    /// they wait for the server.
+    pub fn new(make: MakeTls, meanwhile: Meanwhile) -> Arc<Self> {
         Arc::new(Self {
             make,
             made: tokio::sync::OnceCell::new(),
+            meanwhile,
         })
     }
 
@@ -95,6 +100,20 @@ impl TlsConfig {
             .get_or_try_init(|| async { (self.make)().map_err(BoxError::from) })
             .await?;
         Ok(made.clone())
+    }
+
+    /// Drives `handshake` until it waits for the server (its ClientHello sent), does the
+    /// [`Meanwhile`] work on this thread while the server computes its answer, then finishes
+    /// the handshake. On a start's one thread, the roots' reading is thus off the path from
+    /// the first connection to its request (BENCHMARKS.md, tenth session).
+    async fn handshake<F: Future>(&self, handshake: F) -> F::Output {
+        let mut handshake = std::pin::pin!(handshake);
+        let first = std::future::poll_fn(|cx| Poll::Ready(handshake.as_mut().poll(cx))).await;
+        if let Poll::Ready(done) = first {
+            return done;
+        }
+        (self.meanwhile)();
+        handshake.await
     }
 }
 
@@ -351,8 +370,11 @@ impl Connector {
             reserved: self.tickets.turn(&name).await,
         };
         let waited = wait_start.elapsed();
-        let tls = tokio_rustls::TlsConnector::from(tls)
-            .connect(name.clone(), tcp.into_inner())
+        let tls = self
+            .base
+            .handshake(
+                tokio_rustls::TlsConnector::from(tls).connect(name.clone(), tcp.into_inner()),
+            )
             .await;
         let kind = tls
             .as_ref()

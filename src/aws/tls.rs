@@ -254,16 +254,22 @@ fn plain_connector(
 /// [`root_certs`] and `extra` through [`Roots`] (webpki's verification, with anchors made only
 /// of the roots a chain can use).
 fn tls_config(extra: Vec<TrustAnchor<'static>>) -> Arc<TlsConfig> {
-    TlsConfig::new(Arc::new(move || {
-        let provider = Arc::new(provider());
-        let roots = Roots::new(root_certs(), extra.clone(), provider.clone());
-        Ok(rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS configuration: {e}"))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(roots))
-            .with_no_client_auth())
-    }))
+    let provider = Arc::new(provider());
+    let roots = Arc::new(Roots::new(root_certs, extra, provider.clone()));
+    let verifier = roots.clone();
+    TlsConfig::new(
+        Arc::new(move || {
+            Ok(
+                rustls::ClientConfig::builder_with_provider(provider.clone())
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| format!("TLS configuration: {e}"))?
+                    .dangerous()
+                    .with_custom_certificate_verifier(verifier.clone())
+                    .with_no_client_auth(),
+            )
+        }),
+        Arc::new(move || roots.load()),
+    )
 }
 
 /// `ring`'s provider with AES-128-GCM and SHA-256 offered first (rustls offers AES-256-GCM with
