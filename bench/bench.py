@@ -9,9 +9,9 @@ kms-env, then measures, side by side in one run, the median wall time and the me
 (user + sys of the whole process tree, from wait4's rusage) of starting `true` through:
 
   * `true` alone (the baseline);
-  * the floor (bench/floor.rs): the same KMS `Decrypt`s, one connection each, with kms-env's
-    libraries and nothing else (no SDK, no configuration, no retries), N = 0, 1, 10, 50, over
-    HTTP and TLS: what the protocols cost on this machine, which no client goes below;
+  * the floor (bench/floor.rs): the same KMS `Decrypt`s with kms-env's libraries and nothing
+    else (no SDK, no configuration, no retries), N = 0, 1, 10, 50, over HTTP, TLS and HTTP/2:
+    what the protocols cost on this machine, which no client of that design goes below;
   * kms-env exec with N = 0, 1, 10, 50 kms: values, and N = 1, 10, 50 ssm: references;
   * kms-env exec with N = 1, 10 kms: values and an ECS task role instead of static keys (the
     credentials from a loopback container credentials endpoint in this process);
@@ -292,7 +292,7 @@ def report(workdir, moto_port, plain_port, tls_port, quiet_port, h2_port, ca):
         for n in (0, 1, 10, 50):
             r[("kms", n)] = measure(ours_cmd, kms_env(n))
             rows.append(("kms-env exec, `kms:`", n, r[("kms", n)], None))
-        for n in (0, 1, 10, 50) if FLOOR and not quiet else ():
+        for n in (0, 1, 10, 50) if FLOOR and "without session tickets" not in transport else ():
             r[("floor", n)] = measure([FLOOR, "true"], kms_env(n))
             rows.append(("floor: the same `Decrypt`s without the SDK (`bench/floor.rs`)", n,
                          r[("floor", n)], r[("kms", n)]))

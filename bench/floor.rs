@@ -1,9 +1,10 @@
-//! The floor of a start, for `bench/run`: the least a client must do to resolve `kms:` values
-//! with one connection per request, built from the libraries kms-env uses (tokio's
-//! current-thread runtime, rustls with ring, aws-sigv4) and nothing else. Per value: wait for a
-//! TLS 1.3 session ticket if another connection is handshaking (as kms-env does), connect, make
-//! the TLS handshake, sign and write one KMS `Decrypt`, read the answer, decode its plaintext;
-//! then exec the command with the plaintexts. There is no SDK, no configuration, no retry, no
+//! The floor of a start, for `bench/run`: the least a client must do to resolve `kms:` values,
+//! built from the libraries kms-env uses (tokio's current-thread runtime, rustls with ring, h2,
+//! aws-sigv4) and nothing else. Over TLS the first connection offers HTTP/2 and HTTP/1.1, as
+//! kms-env's do, and the other requests wait for its protocol: over HTTP/2 they are streams of
+//! that connection; over HTTP/1.1 (and plain HTTP) each request has a connection of its own,
+//! which waits for a TLS 1.3 session ticket as kms-env's do. Per value: sign one KMS `Decrypt`,
+//! send it, read the answer, decode its plaintext; then exec the command with the plaintexts. There is no SDK, no configuration, no retry, no
 //! proxy, no system trust store (only `AWS_CA_BUNDLE`), no error handling beyond a panic: what is
 //! left is the work the protocols ask for. BENCHMARKS.md compares kms-env with it.
 //!
@@ -17,6 +18,7 @@ use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use hyper::body::Bytes;
 use rustls::client::{ClientSessionMemoryCache, ClientSessionStore, Resumption};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -25,7 +27,7 @@ use std::os::unix::process::CommandExt as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 /// How long a connection waits for a ticket before making a full handshake (kms-env's wait).
 const TICKET_WAIT: Duration = Duration::from_millis(20);
@@ -69,6 +71,7 @@ fn main() {
             )
             .into(),
             region: var("AWS_REGION"),
+            first: watch::Sender::new(None),
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -125,6 +128,7 @@ fn tls_client(ca_bundle: &str) -> Tls {
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.resumption = Resumption::store(tickets.clone());
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Tls {
         connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
         tickets,
@@ -177,7 +181,17 @@ impl ClientSessionStore for Tickets {
     }
 }
 
+/// The protocol of a start's first TLS connection: the other requests share it (HTTP/2) or
+/// make connections of their own (HTTP/1.1).
+#[derive(Clone)]
+enum First {
+    H2(h2::client::SendRequest<Bytes>),
+    Http1,
+}
+
 struct Client {
+    /// The first TLS connection's protocol, once known.
+    first: watch::Sender<Option<First>>,
     addr: SocketAddr,
     url: String,
     authority: String,
@@ -188,43 +202,64 @@ struct Client {
 }
 
 impl Client {
-    /// One `Decrypt` on a connection of its own; the plaintext.
+    /// One `Decrypt`; the plaintext.
     async fn decrypt(&self, first: bool, blob: &[u8]) -> String {
         let body = format!(r#"{{"CiphertextBlob":"{}"}}"#, STANDARD.encode(blob));
-        let request = self.request(&body);
-        if let Some(tls) = &self.tls
-            && !first
-            && let Ok(Ok(permit)) =
-                tokio::time::timeout(TICKET_WAIT, tls.tickets.issued.acquire()).await
-        {
-            permit.forget();
-        }
-        let tcp = tokio::net::TcpStream::connect(self.addr)
-            .await
-            .expect("connect");
-        tcp.set_nodelay(true).expect("nodelay");
+        let headers = self.signed_headers(&body);
         let answer = match &self.tls {
+            None => {
+                let tcp = self.connect().await;
+                exchange(tcp, &http1(&self.authority, &headers, &body)).await
+            }
             Some(tls) => {
+                if !first {
+                    let mut known = self.first.subscribe();
+                    let known = known
+                        .wait_for(Option::is_some)
+                        .await
+                        .expect("first")
+                        .clone();
+                    if let Some(First::H2(send)) = known {
+                        return plaintext(&h2_exchange(send, &self.url, &headers, body).await);
+                    }
+                    if let Ok(Ok(permit)) =
+                        tokio::time::timeout(TICKET_WAIT, tls.tickets.issued.acquire()).await
+                    {
+                        permit.forget();
+                    }
+                }
+                let tcp = self.connect().await;
                 let stream = tls
                     .connector
                     .connect(self.server_name.clone(), tcp)
                     .await
                     .expect("TLS handshake");
-                exchange(stream, &request).await
+                if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    let (send, connection) = h2::client::handshake(stream).await.expect("h2");
+                    tokio::spawn(connection);
+                    self.first.send_replace(Some(First::H2(send.clone())));
+                    h2_exchange(send, &self.url, &headers, body).await
+                } else {
+                    if first {
+                        self.first.send_replace(Some(First::Http1));
+                    }
+                    exchange(stream, &http1(&self.authority, &headers, &body)).await
+                }
             }
-            None => exchange(tcp, &request).await,
         };
-        let text = std::str::from_utf8(&answer).expect("UTF-8 answer");
-        let after = &text[text.find(r#""Plaintext""#).expect("a plaintext") + 11..];
-        let value = after.trim_start_matches([' ', ':']).strip_prefix('"');
-        let value = value
-            .and_then(|v| v.split('"').next())
-            .expect("a plaintext");
-        String::from_utf8(STANDARD.decode(value).expect("base64")).expect("UTF-8 plaintext")
+        plaintext(&answer)
     }
 
-    /// The signed HTTP/1.1 request.
-    fn request(&self, body: &str) -> Vec<u8> {
+    async fn connect(&self) -> tokio::net::TcpStream {
+        let tcp = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect");
+        tcp.set_nodelay(true).expect("nodelay");
+        tcp
+    }
+
+    /// The headers of a signed `Decrypt` with `body`, but `host` and `content-length`.
+    fn signed_headers(&self, body: &str) -> Vec<(String, String)> {
         let headers = [
             ("content-type", "application/x-amz-json-1.1"),
             ("x-amz-target", "TrentService.Decrypt"),
@@ -246,16 +281,60 @@ impl Client {
         )
         .expect("signable request");
         let (instructions, _) = sign(signable, &params).expect("signature").into_parts();
-        let mut out = format!("POST / HTTP/1.1\r\nhost: {}\r\n", self.authority);
-        for (name, value) in headers {
-            out.push_str(&format!("{name}: {value}\r\n"));
-        }
-        for (name, value) in instructions.headers() {
-            out.push_str(&format!("{name}: {value}\r\n"));
-        }
-        out.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
-        out.into_bytes()
+        headers
+            .into_iter()
+            .chain(instructions.headers())
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
     }
+}
+
+/// An HTTP/1.1 request to `authority` with `headers` and `body`.
+fn http1(authority: &str, headers: &[(String, String)], body: &str) -> Vec<u8> {
+    let mut out = format!("POST / HTTP/1.1\r\nhost: {authority}\r\n");
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+    out.into_bytes()
+}
+
+/// The decoded `Plaintext` of a `Decrypt` answer.
+fn plaintext(answer: &[u8]) -> String {
+    let text = std::str::from_utf8(answer).expect("UTF-8 answer");
+    let after = &text[text.find(r#""Plaintext""#).expect("a plaintext") + 11..];
+    let value = after.trim_start_matches([' ', ':']).strip_prefix('"');
+    let value = value
+        .and_then(|v| v.split('"').next())
+        .expect("a plaintext");
+    String::from_utf8(STANDARD.decode(value).expect("base64")).expect("UTF-8 plaintext")
+}
+
+/// Sends one request as a stream of an HTTP/2 connection; the answer's body.
+async fn h2_exchange(
+    send: h2::client::SendRequest<Bytes>,
+    url: &str,
+    headers: &[(String, String)],
+    body: String,
+) -> Vec<u8> {
+    let mut send = send.ready().await.expect("h2 ready");
+    let mut request = http::Request::post(url);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let request = request.body(()).expect("request");
+    let (answer, mut stream) = send.send_request(request, false).expect("h2 request");
+    stream.send_data(body.into(), true).expect("h2 body");
+    let answer = answer.await.expect("h2 answer");
+    assert_eq!(answer.status(), 200, "answer");
+    let mut body = answer.into_body();
+    let mut out = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.expect("h2 data");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        out.extend_from_slice(&chunk);
+    }
+    out
 }
 
 /// Writes `request` and reads one answer (Content-Length framing); its body.
