@@ -22,7 +22,8 @@ kms-env, then measures, side by side in one run, the median wall time and the me
     KMS_ENCRYPTED_ variables and `ssm-env -with-decryption` with ssm:// references (N = 1,
     10, 50), over HTTP and TLS.
 
-Every run is one posix_spawn and one blocking wait4 (no polling). It prints a table per
+Every run is one posix_spawn and one blocking wait4 (no polling); kms-env's and the floor's runs
+alternate. It prints a table per
 transport, the targets of BENCHMARKS.md with the margin by which each is met or missed, the
 stripped binary size and the peak RSS of kms-env at N = 50. BENCH_RUNS sets the runs per
 kms-env case (default 15; the slow contenders get at least 10). BENCH_ONLY=kms-env skips the
@@ -98,6 +99,19 @@ def measure(argv, env, runs=RUNS):
     run_once(argv, env)
     samples = [run_once(argv, env) for _ in range(runs)]
     return (statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples))
+
+
+def measure_pair(first, second, env, runs=RUNS):
+    """`measure` of two commands on the same env, their runs interleaved (ABAB…), so that the
+    machine's drift during the minute affects both alike: (first's, second's) medians."""
+    run_once(first, env)
+    run_once(second, env)
+    samples = ([], [])
+    for _ in range(runs):
+        samples[0].append(run_once(first, env))
+        samples[1].append(run_once(second, env))
+    return tuple((statistics.median(s[0] for s in side), statistics.median(s[1] for s in side))
+                 for side in samples)
 
 
 def make_ca(workdir):
@@ -289,11 +303,16 @@ def report(workdir, moto_port, plain_port, tls_port, quiet_port, h2_port, ca):
             results[transport] = r
         r["true"] = measure(["true"], env)
         rows.append(("`true` alone (baseline)", 0, r["true"], None))
+        floored = FLOOR and "without session tickets" not in transport
         for n in (0, 1, 10, 50):
-            r[("kms", n)] = measure(ours_cmd, kms_env(n))
+            if floored:
+                # The floor's runs interleaved with kms-env's, for a fair distance between them.
+                r[("kms", n)], r[("floor", n)] = measure_pair(ours_cmd, [FLOOR, "true"],
+                                                              kms_env(n))
+            else:
+                r[("kms", n)] = measure(ours_cmd, kms_env(n))
             rows.append(("kms-env exec, `kms:`", n, r[("kms", n)], None))
-        for n in (0, 1, 10, 50) if FLOOR and "without session tickets" not in transport else ():
-            r[("floor", n)] = measure([FLOOR, "true"], kms_env(n))
+        for n in (0, 1, 10, 50) if floored else ():
             rows.append(("floor: the same `Decrypt`s without the SDK (`bench/floor.rs`)", n,
                          r[("floor", n)], r[("kms", n)]))
         for n in () if quiet else (1, 10, 50):
@@ -361,8 +380,8 @@ def report(workdir, moto_port, plain_port, tls_port, quiet_port, h2_port, ca):
             target(f"{transport}: the floor's `kms:` N = {n} wall (<= its N=0 + 1.1 x "
                    f"{LATENCY_MS} ms)", r[("floor", n)][0], r[("floor", 0)][0] + 1.1 * rtt)
             print(f"| {transport}: kms-env over the floor at N = {n} | "
-                  f"wall +{(r[('kms', n)][0] - r[('floor', n)][0]) * 1000:.1f} ms, "
-                  f"CPU +{(r[('kms', n)][1] - r[('floor', n)][1]) * 1000:.1f} ms | |")
+                  f"wall {(r[('kms', n)][0] - r[('floor', n)][0]) * 1000:+.1f} ms, "
+                  f"CPU {(r[('kms', n)][1] - r[('floor', n)][1]) * 1000:+.1f} ms | |")
         limits = (0.004, 0.012) if transport == "HTTP" else (0.008, 0.025)
         target(f"{transport}: N = 1 CPU (<= {limits[0] * 1000:.0f} ms)", r[("kms", 1)][1], limits[0])
         target(f"{transport}: N = 50 CPU (<= {limits[1] * 1000:.0f} ms)", r[("kms", 50)][1], limits[1])
