@@ -55,7 +55,14 @@ pub struct Https {
 }
 
 /// A TLS connection made, and the protocol it negotiated.
-type Opened = (tokio_rustls::client::TlsStream<TcpStream>, Protocol);
+/// A TLS connection, its protocol, and its handshake as the session store counts it: the
+/// handshake is told ended when the connection is first read (and with it the server's session
+/// tickets), not when it was made (see [`Handshake`]).
+type Opened = (
+    tokio_rustls::client::TlsStream<TcpStream>,
+    Protocol,
+    Handshake,
+);
 
 /// Connections started before a request asked for one ([`Https::preconnect`]), by origin: the
 /// first request's connection takes it (`None` once taken, so an origin is preconnected once).
@@ -316,7 +323,7 @@ impl Connector {
             .unwrap_or_else(PoisonError::into_inner)
             .get_mut(&origin)
             .and_then(Option::take);
-        let (stream, protocol) = match early {
+        let (stream, protocol, handshake) = match early {
             // A runtime that stopped before the early connection was made: make one now.
             Some(early) => match early.await {
                 Ok(opened) => opened?,
@@ -327,6 +334,7 @@ impl Connector {
         Ok(TokioIo::new(Tls {
             stream,
             h2: attempt.connected(protocol),
+            unread: Some(handshake),
         }))
     }
 
@@ -365,8 +373,8 @@ impl Connector {
         let took = started.elapsed();
         let wait_start = Instant::now();
         let handshake = Handshake {
-            tickets: &self.tickets,
-            name: &name,
+            tickets: self.tickets.clone(),
+            name: name.clone(),
             reserved: self.tickets.turn(&name).await,
         };
         let waited = wait_start.elapsed();
@@ -380,7 +388,7 @@ impl Connector {
             .as_ref()
             .ok()
             .and_then(|t| t.get_ref().1.handshake_kind());
-        drop(handshake);
+        // A failed handshake ends here (the guard drops); a made one when a request takes it.
         let tls = tls?;
         let resumed = kind == Some(rustls::HandshakeKind::Resumed);
         let protocol = match tls.get_ref().1.alpn_protocol() {
@@ -394,22 +402,28 @@ impl Connector {
             if resumed { "resumed" } else { "full" },
             protocol.name()
         );
-        Ok((tls, protocol))
+        Ok((tls, protocol, handshake))
     }
 }
 
-/// A handshake under way: its end is told to the session store however it ends, also when
-/// the connection attempt is dropped half-way (a timeout), so that no connection waits for a
-/// handshake that is gone.
-struct Handshake<'a> {
-    tickets: &'a Tickets,
-    name: &'a ServerName<'static>,
+/// A handshake under way, or made and not yet read: its end is told to the session store
+/// however it ends, also when the connection attempt is dropped half-way (a timeout), so that no
+/// connection waits for a handshake that is gone. A made connection's handshake ends at its
+/// first read, which takes in the session tickets the server sent after it: the session store
+/// waits for tickets only [`super::resume::GRACE`] after a handshake ends, and a connection that
+/// sat unread (an early one waiting for its request, or the first request's, queued behind the
+/// other calls' work on the one thread) had its tickets counted as never sent, so every other
+/// connection made a full handshake (BENCHMARKS.md, tenth session).
+#[derive(Debug)]
+struct Handshake {
+    tickets: Arc<Tickets>,
+    name: ServerName<'static>,
     reserved: bool,
 }
 
-impl Drop for Handshake<'_> {
+impl Drop for Handshake {
     fn drop(&mut self) {
-        self.tickets.ended(self.name, self.reserved);
+        self.tickets.ended(&self.name, self.reserved);
     }
 }
 
@@ -418,6 +432,8 @@ impl Drop for Handshake<'_> {
 pub struct Tls {
     stream: tokio_rustls::client::TlsStream<TcpStream>,
     h2: Option<Mark>,
+    /// The handshake, until the connection is first read.
+    unread: Option<Handshake>,
 }
 
 impl Connection for Tls {
@@ -436,7 +452,10 @@ impl AsyncRead for Tls {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let read = Pin::new(&mut self.stream).poll_read(cx, buf);
+        // The tickets this read took in are in the store: the handshake ends.
+        self.unread = None;
+        read
     }
 }
 
