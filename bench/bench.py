@@ -9,8 +9,9 @@ kms-env, then measures, side by side in one run, the median wall time and the me
 (user + sys of the whole process tree, from wait4's rusage) of starting `true` through:
 
   * `true` alone (the baseline);
-  * the floor (bench/floor.rs): the same KMS `Decrypt`s with kms-env's libraries and nothing
-    else (no SDK, no configuration, no retries), N = 0, 1, 10, 50, over HTTP, TLS and HTTP/2:
+  * the floor (bench/floor.rs): the same KMS `Decrypt`s (and SSM `GetParameters`) with kms-env's
+    libraries and nothing else (no SDK, no configuration, no retries), N = 0, 1, 10, 50 (`ssm:`
+    N = 1, 10, 50 over HTTP and TLS), over HTTP, TLS and HTTP/2:
     what the protocols cost on this machine, which no client of that design goes below;
   * kms-env exec with N = 0, 1, 10, 50 kms: values, and N = 1, 10, 50 ssm: references;
   * kms-env exec with N = 1, 10 kms: values and an ECS task role instead of static keys (the
@@ -316,8 +317,14 @@ def report(workdir, moto_port, plain_port, tls_port, quiet_port, h2_port, ca):
             rows.append(("floor: the same `Decrypt`s without the SDK (`bench/floor.rs`)", n,
                          r[("floor", n)], r[("kms", n)]))
         for n in () if quiet else (1, 10, 50):
-            r[("ssm", n)] = measure(ours_cmd, ssm_env(n))
+            if floored:
+                r[("ssm", n)], r[("floor ssm", n)] = measure_pair(ours_cmd, [FLOOR, "true"],
+                                                                  ssm_env(n))
+            else:
+                r[("ssm", n)] = measure(ours_cmd, ssm_env(n))
             rows.append(("kms-env exec, `ssm:`", n, r[("ssm", n)], None))
+        for n in (1, 10, 50) if floored and not quiet else ():
+            rows.append(("floor, `ssm:`", n, r[("floor ssm", n)], r[("ssm", n)]))
         for n in () if quiet else (1, 10):
             r[("role", n)] = measure(ours_cmd, role_env(n))
             rows.append(("kms-env exec, `kms:`, ECS task role", n, r[("role", n)], None))
@@ -376,6 +383,9 @@ def report(workdir, moto_port, plain_port, tls_port, quiet_port, h2_port, ca):
                 target(f"{transport}: `{kind}:` N = {n} wall (<= N=0 + 1.1 x {LATENCY_MS} ms)",
                        r[(kind, n)][0], base_wall + 1.1 * rtt)
         # The floor under the same wall targets (from its own N = 0), and kms-env's distance to it.
+        if ("floor ssm", 50) in r:
+            target(f"{transport}: the floor's `ssm:` N = 50 wall (<= its N=0 + 1.1 x "
+                   f"{LATENCY_MS} ms)", r[("floor ssm", 50)][0], r[("floor", 0)][0] + 1.1 * rtt)
         for n in (1, 10, 50) if ("floor", 0) in r else ():
             target(f"{transport}: the floor's `kms:` N = {n} wall (<= its N=0 + 1.1 x "
                    f"{LATENCY_MS} ms)", r[("floor", n)][0], r[("floor", 0)][0] + 1.1 * rtt)

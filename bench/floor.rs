@@ -3,14 +3,16 @@
 //! aws-sigv4) and nothing else. Over TLS the first connection offers HTTP/2 and HTTP/1.1, as
 //! kms-env's do, and the other requests wait for its protocol: over HTTP/2 they are streams of
 //! that connection; over HTTP/1.1 (and plain HTTP) each request has a connection of its own,
-//! which waits for a TLS 1.3 session ticket as kms-env's do. Per value: sign one KMS `Decrypt`,
-//! send it, read the answer, decode its plaintext; then exec the command with the plaintexts. There is no SDK, no configuration, no retry, no
-//! proxy, no system trust store (only `AWS_CA_BUNDLE`), no error handling beyond a panic: what is
-//! left is the work the protocols ask for. BENCHMARKS.md compares kms-env with it.
+//! which waits for a TLS 1.3 session ticket as kms-env's do. Per `kms:` value it signs one KMS
+//! `Decrypt`, sends it, reads the answer and decodes its plaintext; `ssm:` references go in
+//! `GetParameters` calls of 10 names, as kms-env sends them. Then it execs the command with the
+//! plaintexts. There is no SDK, no configuration, no retry, no proxy, no system trust store (only
+//! `AWS_CA_BUNDLE`), no error handling beyond a panic: what is left is the work the protocols ask
+//! for. BENCHMARKS.md compares kms-env with it.
 //!
 //! usage: floor COMMAND [ARGS...]   with AWS_ENDPOINT_URL (`http://` or `https://HOST:PORT`),
 //! AWS_CA_BUNDLE (for https), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and variables
-//! whose values are `kms:BASE64`.
+//! whose values are `kms:BASE64` or `ssm:NAME`.
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
@@ -41,12 +43,20 @@ fn main() {
         Some(("http", rest)) => (false, rest.trim_end_matches('/').to_owned()),
         _ => panic!("AWS_ENDPOINT_URL is not http(s)://HOST:PORT"),
     };
-    let values: Vec<(String, Vec<u8>)> = std::env::vars()
-        .filter_map(|(k, v)| {
-            let blob = STANDARD.decode(v.strip_prefix("kms:")?).expect("base64");
-            Some((k, blob))
-        })
-        .collect();
+    let mut values = Vec::new();
+    let mut names = Vec::new();
+    for (var, value) in std::env::vars() {
+        if let Some(blob) = value.strip_prefix("kms:") {
+            values.push(Call::Decrypt(var, STANDARD.decode(blob).expect("base64")));
+        } else if let Some(name) = value.strip_prefix("ssm:") {
+            names.push((var, name.to_owned()));
+        }
+    }
+    // SSM parameters in batches of 10, as kms-env asks for them.
+    while !names.is_empty() {
+        let rest = names.split_off(names.len().min(10));
+        values.push(Call::GetParameters(std::mem::replace(&mut names, rest)));
+    }
     let plaintexts = if values.is_empty() {
         Vec::new()
     } else {
@@ -81,14 +91,14 @@ fn main() {
             let calls: Vec<_> = values
                 .into_iter()
                 .enumerate()
-                .map(|(i, (name, blob))| {
+                .map(|(i, call)| {
                     let client = client.clone();
-                    tokio::spawn(async move { (name, client.decrypt(i == 0, &blob).await) })
+                    tokio::spawn(async move { call.make(&client, i == 0).await })
                 })
                 .collect();
-            let mut plaintexts = Vec::with_capacity(calls.len());
+            let mut plaintexts = Vec::new();
             for call in calls {
-                plaintexts.push(call.await.expect("call"));
+                plaintexts.extend(call.await.expect("call"));
             }
             plaintexts
         })
@@ -98,6 +108,50 @@ fn main() {
         .envs(plaintexts)
         .exec();
     panic!("exec: {error}");
+}
+
+/// One request of a start: a KMS `Decrypt` for a variable, or an SSM `GetParameters` for up to
+/// 10 variables' parameters.
+enum Call {
+    Decrypt(String, Vec<u8>),
+    GetParameters(Vec<(String, String)>),
+}
+
+impl Call {
+    /// Sends the request; the variables with their plaintexts.
+    async fn make(self, client: &Client, first: bool) -> Vec<(String, String)> {
+        match self {
+            Call::Decrypt(var, blob) => {
+                let body = format!(r#"{{"CiphertextBlob":"{}"}}"#, STANDARD.encode(blob));
+                let answer = client
+                    .call(first, "kms", "TrentService.Decrypt", body)
+                    .await;
+                vec![(var, plaintext(&answer))]
+            }
+            Call::GetParameters(vars) => {
+                let names: Vec<&str> = vars.iter().map(|(_, n)| n.as_str()).collect();
+                let body = serde_json::json!({ "Names": names, "WithDecryption": true });
+                let answer = client
+                    .call(first, "ssm", "AmazonSSM.GetParameters", body.to_string())
+                    .await;
+                let answer: serde_json::Value = serde_json::from_slice(&answer).expect("JSON");
+                let found: std::collections::HashMap<&str, &str> = answer["Parameters"]
+                    .as_array()
+                    .expect("Parameters")
+                    .iter()
+                    .map(|p| {
+                        (
+                            p["Name"].as_str().expect("Name"),
+                            p["Value"].as_str().expect("Value"),
+                        )
+                    })
+                    .collect();
+                vars.iter()
+                    .map(|(var, name)| (var.clone(), found[name.as_str()].to_owned()))
+                    .collect()
+            }
+        }
+    }
 }
 
 /// The TLS side: a connector whose session store lets waiting connections know of each ticket.
@@ -207,11 +261,11 @@ struct Client {
 }
 
 impl Client {
-    /// One `Decrypt`; the plaintext.
-    async fn decrypt(&self, first: bool, blob: &[u8]) -> String {
-        let body = format!(r#"{{"CiphertextBlob":"{}"}}"#, STANDARD.encode(blob));
-        let headers = self.signed_headers(&body);
-        let answer = match &self.tls {
+    /// One request to `service` with the `x-amz-target` `target` and the JSON `body`; the
+    /// answer's body.
+    async fn call(&self, first: bool, service: &str, target: &str, body: String) -> Vec<u8> {
+        let headers = self.signed_headers(service, target, &body);
+        match &self.tls {
             None => {
                 let tcp = self.connect().await;
                 exchange(tcp, &http1(&self.authority, &headers, &body)).await
@@ -225,7 +279,7 @@ impl Client {
                         .expect("first")
                         .clone();
                     if let Some(First::H2(send)) = known {
-                        return plaintext(&h2_exchange(send, &self.url, &headers, body).await);
+                        return h2_exchange(send, &self.url, &headers, body).await;
                     }
                     if let Ok(Ok(permit)) =
                         tokio::time::timeout(TICKET_WAIT, tls.tickets.issued.acquire()).await
@@ -251,8 +305,7 @@ impl Client {
                     exchange(stream, &http1(&self.authority, &headers, &body)).await
                 }
             }
-        };
-        plaintext(&answer)
+        }
     }
 
     async fn connect(&self) -> tokio::net::TcpStream {
@@ -263,16 +316,17 @@ impl Client {
         tcp
     }
 
-    /// The headers of a signed `Decrypt` with `body`, but `host` and `content-length`.
-    fn signed_headers(&self, body: &str) -> Vec<(String, String)> {
+    /// The headers of a signed request to `service` for `target` with `body`, but `host` and
+    /// `content-length`.
+    fn signed_headers(&self, service: &str, target: &str, body: &str) -> Vec<(String, String)> {
         let headers = [
             ("content-type", "application/x-amz-json-1.1"),
-            ("x-amz-target", "TrentService.Decrypt"),
+            ("x-amz-target", target),
         ];
         let params = v4::SigningParams::builder()
             .identity(&self.identity)
             .region(&self.region)
-            .name("kms")
+            .name(service)
             .time(SystemTime::now())
             .settings(SigningSettings::default())
             .build()
