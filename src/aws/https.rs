@@ -54,7 +54,6 @@ pub struct Https {
     read_timeout: Option<Duration>,
 }
 
-/// A TLS connection made, and the protocol it negotiated.
 /// A TLS connection, its protocol, and its handshake as the session store counts it: the
 /// handshake is told ended when the connection is first read (and with it the server's session
 /// tickets), not when it was made (see [`Handshake`]).
@@ -388,7 +387,7 @@ impl Connector {
             .as_ref()
             .ok()
             .and_then(|t| t.get_ref().1.handshake_kind());
-        // A failed handshake ends here (the guard drops); a made one when a request takes it.
+        // A failed handshake ends here (the guard drops); a made one at its first read.
         let tls = tls?;
         let resumed = kind == Some(rustls::HandshakeKind::Resumed);
         let protocol = match tls.get_ref().1.alpn_protocol() {
