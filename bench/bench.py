@@ -97,22 +97,25 @@ def peak_rss_kib(argv, env):
 def measure(argv, env, runs=RUNS):
     """Median wall and median CPU (s), after one warm-up run (fills the proxy's cache and the
     page cache)."""
-    run_once(argv, env)
-    samples = [run_once(argv, env) for _ in range(runs)]
-    return (statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples))
+    return measure_interleaved([argv], env, runs)[0]
 
 
 def measure_pair(first, second, env, runs=RUNS):
     """`measure` of two commands on the same env, their runs interleaved (ABAB…), so that the
     machine's drift during the minute affects both alike: (first's, second's) medians."""
-    run_once(first, env)
-    run_once(second, env)
-    samples = ([], [])
+    return tuple(measure_interleaved([first, second], env, runs))
+
+
+def measure_interleaved(argvs, env, runs):
+    """`measure` of each command of `argvs`, one warm-up run each, then their runs in turn."""
+    for argv in argvs:
+        run_once(argv, env)
+    samples = [[] for _ in argvs]
     for _ in range(runs):
-        samples[0].append(run_once(first, env))
-        samples[1].append(run_once(second, env))
-    return tuple((statistics.median(s[0] for s in side), statistics.median(s[1] for s in side))
-                 for side in samples)
+        for argv, side in zip(argvs, samples):
+            side.append(run_once(argv, env))
+    return [(statistics.median(s[0] for s in side), statistics.median(s[1] for s in side))
+            for side in samples]
 
 
 def make_ca(workdir):

@@ -98,14 +98,20 @@ impl Roots {
         }
         self.always_only
             .get_or_init(|| {
-                let store = RootCertStore {
+                self.webpki(RootCertStore {
                     roots: self.always.clone(),
-                };
-                WebPkiServerVerifier::builder_with_provider(Arc::new(store), self.provider.clone())
-                    .build()
-                    .ok()
+                })
+                .ok()
             })
             .clone()
+    }
+
+    /// rustls's webpki verifier over the anchors of `store`.
+    fn webpki(&self, store: RootCertStore) -> Result<Arc<WebPkiServerVerifier>, rustls::Error> {
+        WebPkiServerVerifier::builder_with_provider(Arc::new(store), self.provider.clone())
+            .build()
+            // No anchor at all: what webpki says of a chain no anchor signed.
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer))
     }
 
     /// The verifier for a chain whose certificates name `issuers`: webpki over the anchors the
@@ -127,11 +133,7 @@ impl Roots {
             certs.len()
         );
         store.roots.extend(self.always.iter().cloned());
-        let verifier =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(store), self.provider.clone())
-                .build()
-                // No anchor at all: what webpki says of a chain no anchor signed.
-                .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer))?;
+        let verifier = self.webpki(store)?;
         *made = Some((wanted, verifier.clone()));
         Ok(verifier)
     }
@@ -318,6 +320,13 @@ mod tests {
         Arc::new(rustls::crypto::ring::default_provider())
     }
 
+    /// The trust anchor made of `ca`'s certificate.
+    fn anchor_of(ca: &CertifiedIssuer<'static, KeyPair>) -> TrustAnchor<'static> {
+        webpki::anchor_from_trusted_cert(ca.der())
+            .unwrap()
+            .to_owned()
+    }
+
     fn verify(
         roots: &Roots,
         leaf: &CertificateDer<'_>,
@@ -408,9 +417,7 @@ mod tests {
     fn always_trusted_anchors_and_the_wrong_name_are_webpkis_verdicts() {
         let root = ca("kms-env test root");
         let (leaf, inter) = chain(&root);
-        let anchor = webpki::anchor_from_trusted_cert(root.der())
-            .unwrap()
-            .to_owned();
+        let anchor = anchor_of(&root);
         let roots = Roots::with_certs(vec![], vec![anchor], provider());
         assert_eq!(verify(&roots, &leaf, &inter), Ok(()));
         let name = ServerName::try_from("sts.test").unwrap();
@@ -431,9 +438,7 @@ mod tests {
     fn a_chain_an_always_trusted_anchor_anchors_is_verified_without_reading_the_roots() {
         let root = ca("kms-env test root");
         let (leaf, inter) = chain(&root);
-        let anchor = webpki::anchor_from_trusted_cert(root.der())
-            .unwrap()
-            .to_owned();
+        let anchor = anchor_of(&root);
         let roots = Roots::new(|| panic!("the roots were read"), vec![anchor], provider());
         roots.load();
         assert_eq!(verify(&roots, &leaf, &inter), Ok(()));
@@ -446,9 +451,7 @@ mod tests {
         let (leaf, inter) = chain(&root);
         // The same name as the chain's root, another key: named, but it does not verify.
         let impostor = ca("kms-env test root");
-        let anchor = webpki::anchor_from_trusted_cert(impostor.der())
-            .unwrap()
-            .to_owned();
+        let anchor = anchor_of(&impostor);
         let with_root =
             Roots::with_certs(vec![root.der().clone()], vec![anchor.clone()], provider());
         assert_eq!(verify(&with_root, &leaf, &inter), Ok(()));
