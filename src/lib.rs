@@ -6,6 +6,7 @@
 pub mod app;
 pub mod aws;
 pub mod cli;
+pub mod deadline;
 pub mod dotenv;
 pub mod envfile;
 pub mod error;

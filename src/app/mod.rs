@@ -137,7 +137,7 @@ fn with_aws<T>(
             debug!(region = ?aws.config.region(), "AWS configuration loaded");
             work(&aws, deadline).await
         };
-        tokio::time::timeout_at(deadline, run)
+        crate::deadline::scope(deadline, run)
             .await
             .unwrap_or_else(|_| {
                 Err(Reason::new(

@@ -292,7 +292,7 @@ where
     let attempts = Attempts::default();
     let mut round: u32 = 0;
     loop {
-        let result = tokio::time::timeout_at(deadline, send(attempts.clone()))
+        let result = crate::deadline::before(deadline, send(attempts.clone()))
             .await
             .unwrap_or_else(|_| Err(attempts.deadline_reason()));
         match result {

@@ -19,12 +19,13 @@ pub mod kms;
 pub mod sm;
 pub mod ssm;
 
+use crate::deadline::before;
 use crate::error::{Class, Reason};
 use crate::secret::Secret;
 use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::future::Future;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 
 /// The id of one distinct lookup in a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -369,12 +370,10 @@ pub async fn within<T>(
             "no answer before the deadline",
         ))
     };
-    let Ok(Ok(_permit)) = timeout_at(deadline, gate().acquire()).await else {
+    let Ok(Ok(_permit)) = before(deadline, gate().acquire()).await else {
         return timed_out();
     };
-    timeout_at(deadline, fut)
-        .await
-        .unwrap_or_else(|_| timed_out())
+    before(deadline, fut).await.unwrap_or_else(|_| timed_out())
 }
 
 #[cfg(test)]
