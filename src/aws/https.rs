@@ -21,6 +21,7 @@ use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_types::body::SdkBody;
+use futures_util::future::{Either, FutureExt as _};
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector as Tcp};
 use hyper_util::client::proxy::matcher::Matcher;
@@ -112,8 +113,9 @@ impl TlsConfig {
     /// [`Meanwhile`] work on this thread while the server computes its answer, then finishes
     /// the handshake. On a start's one thread, the roots' reading is thus off the path from
     /// the first connection to its request (BENCHMARKS.md, tenth session).
-    async fn handshake<F: Future>(&self, handshake: F) -> F::Output {
-        let mut handshake = std::pin::pin!(handshake);
+    async fn handshake<F: Future>(&self, start: impl FnOnce() -> F) -> F::Output {
+        // Made here, so that this future holds the handshake once (see `source::within`).
+        let mut handshake = std::pin::pin!(start());
         let first = std::future::poll_fn(|cx| Poll::Ready(handshake.as_mut().poll(cx))).await;
         if let Poll::Ready(done) = first {
             return done;
@@ -278,21 +280,23 @@ impl tower_service::Service<http::Uri> for Connector {
 
     fn call(&mut self, dst: http::Uri) -> Self::Future {
         let this = self.clone();
-        Box::pin(async move { in_time(this.timeout, this.connect(dst)).await })
+        Box::pin(in_time(this.timeout, this.connect(dst)))
     }
 }
 
 /// `connect` within the connect timeout `limit` of the SDK's settings, which covers the whole
 /// connection (TCP, proxy tunnel, TLS) as in the SDK's own client.
-async fn in_time<T>(
+fn in_time<T>(
     limit: Option<Duration>,
     connect: impl Future<Output = Result<T, BoxError>>,
-) -> Result<T, BoxError> {
+) -> impl Future<Output = Result<T, BoxError>> {
+    // A plain function, so that the future holds `connect` once (see `source::within`).
     match limit {
-        Some(limit) => tokio::time::timeout(limit, connect)
-            .await
-            .map_err(|_| BoxError::from(ConnectTimedOut(limit)))?,
-        None => connect.await,
+        Some(limit) => Either::Left(
+            tokio::time::timeout(limit, connect)
+                .map(move |done| done.map_err(|_| BoxError::from(ConnectTimedOut(limit)))?),
+        ),
+        None => Either::Right(connect),
     }
 }
 
@@ -379,9 +383,9 @@ impl Connector {
         let waited = wait_start.elapsed();
         let tls = self
             .base
-            .handshake(
-                tokio_rustls::TlsConnector::from(tls).connect(name.clone(), tcp.into_inner()),
-            )
+            .handshake(|| {
+                tokio_rustls::TlsConnector::from(tls).connect(name.clone(), tcp.into_inner())
+            })
             .await;
         let kind = tls
             .as_ref()

@@ -371,7 +371,7 @@ pub async fn resolve(
     join_all(decrypts.into_iter().map(|(id, d)| async move {
         (
             id,
-            within(deadline, kms.decrypt(&d.blob, &d.context, deadline)).await,
+            within(deadline, || kms.decrypt(&d.blob, &d.context, deadline)).await,
         )
     }))
     .await

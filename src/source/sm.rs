@@ -526,7 +526,7 @@ pub async fn resolve(
     deadline: Instant,
 ) -> Vec<(LookupId, Result<Fetched, Reason>)> {
     join_all(secrets.into_iter().map(|(id, s)| async move {
-        let call = sm.get_secret_value(s.region.as_deref(), &s.id, &s.version, deadline);
+        let call = || sm.get_secret_value(s.region.as_deref(), &s.id, &s.version, deadline);
         let answer = within(deadline, call).await.map(|v| Fetched {
             source: v.arn,
             version: v.version_id.map(|id| match v.stages.is_empty() {

@@ -246,10 +246,9 @@ pub async fn resolve_paths(
         let mut items = Vec::new();
         let mut next: Option<String> = None;
         let result = loop {
-            let page = within(
-                deadline,
-                ssm.get_parameters_by_path(load, next.as_deref(), deadline),
-            )
+            let page = within(deadline, || {
+                ssm.get_parameters_by_path(load, next.as_deref(), deadline)
+            })
             .await;
             match page {
                 Err(reason) => break Err(reason),
@@ -443,10 +442,9 @@ pub async fn resolve(
 ) -> Vec<(LookupId, Result<Fetched, Reason>)> {
     let calls = batches(&parameters).into_iter().map(|batch| async move {
         let names: Vec<String> = batch.parameters.iter().map(|(_, p)| p.request()).collect();
-        let result = within(
-            deadline,
-            ssm.get_parameters(batch.region.as_deref(), &names, deadline),
-        )
+        let result = within(deadline, || {
+            ssm.get_parameters(batch.region.as_deref(), &names, deadline)
+        })
         .await;
         batch
             .parameters
