@@ -28,6 +28,7 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::endpoint::Endpoint;
 use aws_smithy_types::retry::ErrorKind;
 use aws_types::service_config::ServiceConfigKey;
+use futures_util::future::{Either, FutureExt as _};
 use http_body_util::BodyExt as _;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -340,24 +341,17 @@ impl Client {
         let max = self.shared.max_attempts;
         let mut attempt = 1;
         loop {
-            let request = self.request(operation, body, &credentials)?;
-            let sent = self.attempt(request, codes, endpoint);
-            let outcome = match self.shared.attempt_timeout {
-                Some(limit) => tokio::time::timeout(limit, sent).await.unwrap_or_else(|_| {
-                    Err(Failed {
-                        reason: Reason::new(
-                            Class::TimedOut,
-                            format!(
-                                "no answer within the attempt timeout ({} ms)",
-                                limit.as_millis()
-                            ),
-                        ),
-                        retry: true,
-                        seen: no_response(),
-                    })
-                }),
-                None => sent.await,
-            };
+            // The attempt's future is made in the expression that awaits it: bound to a name,
+            // it would be held twice (see `source::within`).
+            let outcome = in_attempt_time(
+                self.shared.attempt_timeout,
+                self.attempt(
+                    self.request(operation, body, &credentials)?,
+                    codes,
+                    endpoint,
+                ),
+            )
+            .await;
             attempts.record(outcome.as_ref().err().map(|f| f.seen.clone()));
             tracing::debug!(
                 "{} {operation}, attempt {attempt} of {max} to {}: {}",
@@ -456,6 +450,32 @@ impl Client {
             return Ok(body);
         }
         Err(service_error(status, header_code.as_deref(), &body, codes))
+    }
+}
+
+/// `attempt` within the attempt timeout `limit`, when one is set; a plain function, so that the
+/// future holds `attempt` once (see `source::within`).
+fn in_attempt_time(
+    limit: Option<Duration>,
+    attempt: impl Future<Output = Result<Answer, Failed>>,
+) -> impl Future<Output = Result<Answer, Failed>> {
+    match limit {
+        Some(limit) => Either::Left(tokio::time::timeout(limit, attempt).map(move |done| {
+            done.unwrap_or_else(|_| {
+                Err(Failed {
+                    reason: Reason::new(
+                        Class::TimedOut,
+                        format!(
+                            "no answer within the attempt timeout ({} ms)",
+                            limit.as_millis()
+                        ),
+                    ),
+                    retry: true,
+                    seen: no_response(),
+                })
+            })
+        })),
+        None => Either::Right(attempt),
     }
 }
 
