@@ -3,7 +3,7 @@
 //! Every AWS call of a run is bounded by the run's deadline twice (its place among the calls in
 //! flight, `source::within`, and its rounds, `aws::rounds`), and tokio's timer driver is woken
 //! (a write to its eventfd, then one more turn of the runtime) for nearly every timer registered
-//! before it next parks: two timers a call, 100 at N = 50, about 0.5 ms of CPU (BENCHMARKS.md,
+//! before it next parks: two timers a call, 100 at N = 50, 0.2 to 0.3 ms of CPU (BENCHMARKS.md,
 //! eleventh session). [`scope`] makes the deadline's timer once, for the whole run; inside it,
 //! [`before`] with that same instant waits on that one timer (a waker in its list) instead of
 //! registering a timer of its own. Any other instant, or a call outside a [`scope`] (the unit
