@@ -144,10 +144,13 @@ mod tests {
         let old_key: Vec<u8> = (100u8..132).collect();
         let old_blob: Vec<u8> = old_key.iter().rev().copied().collect();
         let old = crypto::data_key(&old_key).unwrap();
+        // Long enough that the old key's keystream over the new ciphertext (random bytes) is
+        // never valid UTF-8 by chance (a 9-byte value was, about once in 300 runs).
+        let plaintext = b"rotate me: a value long enough to fail UTF-8 under a wrong key!!";
         let text = format!(
             "{DATA_KEY_VAR}={}\nAWS_REGION=eu-west-1\nA=secure:{}\nB=plain\n",
             STANDARD.encode(&old_blob),
-            crypto::encrypt(b"rotate me", &old).unwrap()
+            crypto::encrypt(plaintext, &old).unwrap()
         );
         let mut file = EnvFile::parse(&text).unwrap();
         let kms = FakeKms::default();
@@ -165,7 +168,7 @@ mod tests {
         assert_eq!(kms.count("Encrypt"), 0);
         let new = crypto::data_key(&(0u8..32).collect::<Vec<u8>>()).unwrap();
         let a = file.get("A").unwrap().strip_prefix(SECURE_PREFIX).unwrap();
-        assert_eq!(crypto::decrypt(a, &new).unwrap().expose(), b"rotate me");
+        assert_eq!(crypto::decrypt(a, &new).unwrap().expose(), plaintext);
         assert!(crypto::decrypt(a, &old).is_err_and(|r| r.class == Class::BadCiphertext));
         assert_eq!(file.get("B"), Some("plain"));
         assert_eq!(file.get(REGION_VAR), Some("us-east-1"));
