@@ -7,12 +7,14 @@
 //! eleventh session). [`scope`] makes the deadline's timer once, for the whole run; inside it,
 //! [`before`] with that same instant waits on that one timer (a waker in its list) instead of
 //! registering a timer of its own. Any other instant, or a call outside a [`scope`] (the unit
-//! tests' fakes), gets its own timer, as with `tokio::time::timeout_at`.
+//! tests' fakes), gets its own timer, as with `tokio::time::timeout_at`. [`within_limit`] bounds
+//! a future by a duration (a connect timeout, an attempt timeout).
 
-use futures_util::future::{FutureExt as _, Shared};
+use futures_util::future::{Either, FutureExt as _, Shared};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::task::coop::{Unconstrained, unconstrained};
 use tokio::time::{Instant, Sleep, Timeout};
 
@@ -68,6 +70,23 @@ pub fn before<F: Future>(
     }
 }
 
+/// `work`'s output, or `timed_out(limit)` when `limit` (if any) passes first: a connection's
+/// connect timeout, an attempt's timeout. A plain function, like [`before`], so that the future holds
+/// `work` once.
+pub fn within_limit<F: Future>(
+    limit: Option<Duration>,
+    work: F,
+    timed_out: impl FnOnce(Duration) -> F::Output,
+) -> impl Future<Output = F::Output> {
+    match limit {
+        Some(limit) => Either::Left(
+            tokio::time::timeout(limit, work)
+                .map(move |done| done.unwrap_or_else(|_| timed_out(limit))),
+        ),
+        None => Either::Right(work),
+    }
+}
+
 pin_project_lite::pin_project! {
     /// The future of [`before`] and [`scope`]. The shared timer is polled outside tokio's
     /// cooperative budget: a timer polled with the budget spent wakes whoever polled it, and
@@ -101,7 +120,6 @@ impl<F: Future> Future for Before<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
     async fn work_inside_the_scope_ends_at_the_scope_deadline() {
@@ -136,6 +154,23 @@ mod tests {
         })
         .await;
         assert_eq!(out, Ok((Err(Elapsed), Duration::from_secs(2))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_limit_ends_the_work_with_the_timeout_s_output() {
+        let start = Instant::now();
+        let stuck = within_limit(
+            Some(Duration::from_secs(3)),
+            std::future::pending::<String>(),
+            |limit| format!("timed out after {limit:?}"),
+        )
+        .await;
+        assert_eq!(stuck, "timed out after 3s");
+        assert_eq!(Instant::now() - start, Duration::from_secs(3));
+        let quick = within_limit(Some(Duration::ZERO), async { "done" }, |_| "timed out").await;
+        assert_eq!(quick, "done");
+        let unlimited = within_limit(None, async { "done" }, |_| "timed out").await;
+        assert_eq!(unlimited, "done");
     }
 
     #[tokio::test(start_paused = true)]

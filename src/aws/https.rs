@@ -21,7 +21,6 @@ use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_types::body::SdkBody;
-use futures_util::future::{Either, FutureExt as _};
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector as Tcp};
 use hyper_util::client::proxy::matcher::Matcher;
@@ -290,14 +289,9 @@ fn in_time<T>(
     limit: Option<Duration>,
     connect: impl Future<Output = Result<T, BoxError>>,
 ) -> impl Future<Output = Result<T, BoxError>> {
-    // A plain function, so that the future holds `connect` once (see `source::within`).
-    match limit {
-        Some(limit) => Either::Left(
-            tokio::time::timeout(limit, connect)
-                .map(move |done| done.map_err(|_| BoxError::from(ConnectTimedOut(limit)))?),
-        ),
-        None => Either::Right(connect),
-    }
+    crate::deadline::within_limit(limit, connect, |limit| {
+        Err(BoxError::from(ConnectTimedOut(limit)))
+    })
 }
 
 impl Connector {

@@ -28,7 +28,6 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::endpoint::Endpoint;
 use aws_smithy_types::retry::ErrorKind;
 use aws_types::service_config::ServiceConfigKey;
-use futures_util::future::{Either, FutureExt as _};
 use http_body_util::BodyExt as _;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -453,30 +452,25 @@ impl Client {
     }
 }
 
-/// `attempt` within the attempt timeout `limit`, when one is set; a plain function, so that the
-/// future holds `attempt` once (see `source::within`).
+/// `attempt` within the attempt timeout `limit`, when one is set (see
+/// [`crate::deadline::within_limit`]).
 fn in_attempt_time(
     limit: Option<Duration>,
     attempt: impl Future<Output = Result<Answer, Failed>>,
 ) -> impl Future<Output = Result<Answer, Failed>> {
-    match limit {
-        Some(limit) => Either::Left(tokio::time::timeout(limit, attempt).map(move |done| {
-            done.unwrap_or_else(|_| {
-                Err(Failed {
-                    reason: Reason::new(
-                        Class::TimedOut,
-                        format!(
-                            "no answer within the attempt timeout ({} ms)",
-                            limit.as_millis()
-                        ),
-                    ),
-                    retry: true,
-                    seen: no_response(),
-                })
-            })
-        })),
-        None => Either::Right(attempt),
-    }
+    crate::deadline::within_limit(limit, attempt, |limit| {
+        Err(Failed {
+            reason: Reason::new(
+                Class::TimedOut,
+                format!(
+                    "no answer within the attempt timeout ({} ms)",
+                    limit.as_millis()
+                ),
+            ),
+            retry: true,
+            seen: no_response(),
+        })
+    })
 }
 
 /// What kms-env calls itself in the `User-Agent` header (CloudTrail shows it).
