@@ -8,7 +8,7 @@
 //! [`before`] with that same instant waits on that one timer (a waker in its list) instead of
 //! registering a timer of its own. Any other instant, or a call outside a [`scope`] (the unit
 //! tests' fakes), gets its own timer, as with `tokio::time::timeout_at`. [`within_limit`] bounds
-//! a future by a duration (a connect timeout, an attempt timeout).
+//! a future by a duration (the connect, read and attempt timeouts).
 
 use futures_util::future::{Either, FutureExt as _, Shared};
 use std::future::Future;
@@ -71,7 +71,7 @@ pub fn before<F: Future>(
 }
 
 /// `work`'s output, or `timed_out(limit)` when `limit` (if any) passes first: a connection's
-/// connect timeout, an attempt's timeout. A plain function, like [`before`], so that the future holds
+/// connect timeout, an answer's read timeout, an attempt's timeout. A plain function, like [`before`], so that the future holds
 /// `work` once.
 pub fn within_limit<F: Future>(
     limit: Option<Duration>,

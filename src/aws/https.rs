@@ -21,6 +21,7 @@ use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_types::body::SdkBody;
+use futures_util::FutureExt as _;
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector as Tcp};
 use hyper_util::client::proxy::matcher::Matcher;
@@ -200,23 +201,18 @@ impl HttpConnector for Https {
         let read_timeout = self.read_timeout;
         HttpConnectorFuture::new(async move {
             let _probe = origins.admit(&origin_of(request.uri())).await;
-            let response = client.request(request);
-            let response = match read_timeout {
-                Some(limit) => match tokio::time::timeout(limit, response).await {
-                    Ok(response) => response,
-                    Err(_) => {
-                        return Err(ConnectorError::timeout(
-                            format!("no answer within {limit:?}").into(),
-                        ));
-                    }
+            let response = crate::deadline::within_limit(
+                read_timeout,
+                client.request(request).map(|r| r.map_err(connector_error)),
+                |limit| {
+                    Err(ConnectorError::timeout(
+                        format!("no answer within {limit:?}").into(),
+                    ))
                 },
-                None => response.await,
-            };
-            match response {
-                Ok(response) => HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
-                    .map_err(|e| ConnectorError::other(e.into(), None)),
-                Err(e) => Err(connector_error(e)),
-            }
+            )
+            .await?;
+            HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
+                .map_err(|e| ConnectorError::other(e.into(), None))
         })
     }
 }
