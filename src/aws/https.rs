@@ -15,13 +15,13 @@
 
 use super::chain;
 use super::dns::SharedDns;
+use super::exchange;
 use super::multiplex::{Mark, Origins, Protocol, origin_of};
 use super::resume::Tickets;
 use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_types::body::SdkBody;
-use futures_util::FutureExt as _;
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector as Tcp};
 use hyper_util::client::proxy::matcher::Matcher;
@@ -38,6 +38,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tracing::debug;
+use zeroize::Zeroizing;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -52,7 +53,25 @@ pub struct Https {
     client: hyper_util::client::legacy::Client<Connector, SdkBody>,
     connector: Connector,
     origins: Arc<Origins>,
+    idle: Arc<Idle>,
     read_timeout: Option<Duration>,
+}
+
+/// The HTTP/1.1 connections of [`exchange`]s that can carry another request, by origin, with
+/// the time each became idle.
+type Idle = Mutex<HashMap<String, Vec<(Tls, Instant)>>>;
+
+/// How long an idle HTTP/1.1 connection is used again: under the idle timeouts of AWS's load
+/// balancers (60 s by default), so that the server has not closed it yet.
+const IDLE_FOR: Duration = Duration::from_secs(30);
+
+/// Which protocols a connection offers by ALPN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Offer {
+    /// HTTP/2 and HTTP/1.1: hyper's pool serves the request (HTTP/2 shared).
+    Both,
+    /// HTTP/1.1 alone: an [`exchange`] of our own, to an origin known to speak it.
+    Http1,
 }
 
 /// A TLS connection, its protocol, and its handshake as the session store counts it: the
@@ -142,6 +161,7 @@ impl Https {
         let connector = Connector {
             tcp,
             tls: Arc::default(),
+            tls_http1: Arc::default(),
             base: tls,
             tickets: Tickets::new(),
             origins: origins.clone(),
@@ -157,8 +177,75 @@ impl Https {
             client,
             connector,
             origins,
+            idle: Arc::default(),
             read_timeout,
         }
+    }
+
+    /// Sends `request` on a connection of its own or an idle one, to an origin that speaks
+    /// HTTP/1.1: one [`exchange`], without hyper's pool and dispatch (BENCHMARKS.md, twelfth
+    /// session). A reused connection that the server closed before it answered is replaced by
+    /// a new one; an answer that lets it carry another request makes it idle again.
+    async fn exchange(
+        &self,
+        request: http::Request<SdkBody>,
+        body: &[u8],
+        origin: String,
+    ) -> Result<HttpResponse, ConnectorError> {
+        let (parts, _) = request.into_parts();
+        let wire = Zeroizing::new(exchange::request_bytes(&parts, body));
+        let limit = super::tls::MAX_RESPONSE_BODY;
+        if let Some(mut tls) = self.take_idle(&origin) {
+            match exchange::exchange(&mut tls, &wire, limit).await {
+                Ok(answer) => return self.answer(answer, tls, origin),
+                Err(f) if !f.answered => debug!(
+                    "a reused connection to {origin} failed before an answer ({}); the request \
+                     goes on a new connection",
+                    f.failed
+                ),
+                Err(f) => return Err(exchange_error(f.failed)),
+            }
+        }
+        let tls = in_time(
+            self.connector.timeout,
+            self.connector.clone().connect(parts.uri, Offer::Http1),
+        )
+        .await;
+        let mut tls = tls.map_err(connect_error)?;
+        match exchange::exchange(&mut tls, &wire, limit).await {
+            Ok(answer) => self.answer(answer, tls, origin),
+            Err(f) => Err(exchange_error(f.failed)),
+        }
+    }
+
+    /// The newest idle connection to `origin` that is not too old; older ones are dropped.
+    fn take_idle(&self, origin: &str) -> Option<Tls> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = idle.get_mut(origin)?;
+        list.retain(|(_, since)| since.elapsed() < IDLE_FOR);
+        list.pop().map(|(tls, _)| tls)
+    }
+
+    /// The SDK's response of `answer`; `tls` goes back to the idle ones if it can carry
+    /// another request.
+    fn answer(
+        &self,
+        answer: exchange::Answer,
+        tls: Tls,
+        origin: String,
+    ) -> Result<HttpResponse, ConnectorError> {
+        if answer.reusable {
+            self.idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(origin)
+                .or_default()
+                .push((tls, Instant::now()));
+        }
+        let mut response = http::Response::new(SdkBody::from(answer.body));
+        *response.status_mut() = answer.status;
+        *response.headers_mut() = answer.headers;
+        HttpResponse::try_from(response).map_err(|e| ConnectorError::other(e.into(), None))
     }
 
     /// Starts the first connection to `uri`'s origin now, on a task of its own, unless one was
@@ -186,7 +273,7 @@ impl Https {
         };
         let (connector, dst) = (self.connector.clone(), uri.clone());
         tokio::spawn(async move {
-            let _ = tx.send(in_time(connector.timeout, connector.open(&dst)).await);
+            let _ = tx.send(in_time(connector.timeout, connector.open(&dst, Offer::Both)).await);
         });
     }
 }
@@ -197,23 +284,69 @@ impl HttpConnector for Https {
             Ok(request) => request,
             Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
         };
-        let (client, origins) = (self.client.clone(), self.origins.clone());
-        let read_timeout = self.read_timeout;
+        let this = self.clone();
         HttpConnectorFuture::new(async move {
-            let _probe = origins.admit(&origin_of(request.uri())).await;
-            let response = crate::deadline::within_limit(
-                read_timeout,
-                client.request(request).map(|r| r.map_err(connector_error)),
+            let origin = origin_of(request.uri());
+            let _probe = this.origins.admit(&origin).await;
+            // An origin known to speak HTTP/1.1 gets an exchange of our own for a request
+            // whose body is in memory (every request of kms-env's); others go through hyper.
+            let http1 = this.origins.protocol(&origin) == Some(Protocol::Http1);
+            let body = request.body().bytes().map(<[u8]>::to_vec).filter(|_| http1);
+            crate::deadline::within_limit(
+                this.read_timeout,
+                async {
+                    match body {
+                        Some(body) => this.exchange(request, &body, origin).await,
+                        None => this.pooled(request).await,
+                    }
+                },
                 |limit| {
                     Err(ConnectorError::timeout(
                         format!("no answer within {limit:?}").into(),
                     ))
                 },
             )
-            .await?;
-            HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
-                .map_err(|e| ConnectorError::other(e.into(), None))
+            .await
         })
+    }
+}
+
+impl Https {
+    /// Sends `request` through hyper's pooled client.
+    async fn pooled(
+        &self,
+        request: http::Request<SdkBody>,
+    ) -> Result<HttpResponse, ConnectorError> {
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(connector_error)?;
+        HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
+            .map_err(|e| ConnectorError::other(e.into(), None))
+    }
+}
+
+/// The SDK's view of a connection that was not made (as its own client classifies them:
+/// I/O errors, which it retries, unless the connect timeout passed).
+fn connect_error(err: BoxError) -> ConnectorError {
+    if chain(err.as_ref()).any(|e| e.is::<ConnectTimedOut>()) {
+        ConnectorError::timeout(err)
+    } else {
+        ConnectorError::io(err)
+    }
+}
+
+/// The SDK's view of a failed [`exchange`], classified as [`connector_error`] classifies
+/// hyper's: I/O errors are retried, an answer cut off is transient, a malformed one is not.
+fn exchange_error(failed: exchange::Failed) -> ConnectorError {
+    match failed {
+        exchange::Failed::Io(_) => ConnectorError::io(failed.into()),
+        exchange::Failed::Closed => ConnectorError::other(
+            failed.into(),
+            Some(aws_smithy_types::retry::ErrorKind::TransientError),
+        ),
+        exchange::Failed::Malformed(_) => ConnectorError::other(failed.into(), None),
     }
 }
 
@@ -250,6 +383,8 @@ fn connector_error(err: hyper_util::client::legacy::Error) -> ConnectorError {
 struct Connector {
     tcp: Tcp<SharedDns>,
     tls: Arc<tokio::sync::OnceCell<Arc<rustls::ClientConfig>>>,
+    /// The same configuration offering HTTP/1.1 alone.
+    tls_http1: Arc<tokio::sync::OnceCell<Arc<rustls::ClientConfig>>>,
     base: Arc<TlsConfig>,
     tickets: Arc<Tickets>,
     origins: Arc<Origins>,
@@ -275,7 +410,10 @@ impl tower_service::Service<http::Uri> for Connector {
 
     fn call(&mut self, dst: http::Uri) -> Self::Future {
         let this = self.clone();
-        Box::pin(in_time(this.timeout, this.connect(dst)))
+        Box::pin(async move {
+            let tls = in_time(this.timeout, this.connect(dst, Offer::Both)).await?;
+            Ok(TokioIo::new(tls))
+        })
     }
 }
 
@@ -291,9 +429,10 @@ fn in_time<T>(
 }
 
 impl Connector {
-    /// The TLS configuration with this client's session store and ALPN protocols.
-    async fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, BoxError> {
-        let config = self
+    /// The TLS configuration with this client's session store, offering `offer` by ALPN (one
+    /// session store: a session of either resumes on the other).
+    async fn tls_config(&self, offer: Offer) -> Result<Arc<rustls::ClientConfig>, BoxError> {
+        let both = self
             .tls
             .get_or_try_init(|| async {
                 let mut config = self.base.get().await?;
@@ -302,38 +441,49 @@ impl Connector {
                 Ok::<_, BoxError>(Arc::new(config))
             })
             .await?;
-        Ok(config.clone())
+        if offer == Offer::Both {
+            return Ok(both.clone());
+        }
+        let http1 = self.tls_http1.get_or_init(|| async {
+            let mut config = rustls::ClientConfig::clone(both);
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Arc::new(config)
+        });
+        Ok(http1.await.clone())
     }
 
-    /// A connection for a request to `dst`: the one [`Https::preconnect`] started, if it did
-    /// and no request took it yet, otherwise a new one.
-    async fn connect(self, dst: http::Uri) -> Result<TokioIo<Tls>, BoxError> {
+    /// A connection for a request to `dst` that offers `offer`: for both protocols, the one
+    /// [`Https::preconnect`] started, if it did and no request took it yet, otherwise a new one.
+    async fn connect(self, dst: http::Uri, offer: Offer) -> Result<Tls, BoxError> {
         let origin = origin_of(&dst);
         let attempt = self.origins.connecting(origin.clone());
-        let early = self
-            .early
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_mut(&origin)
-            .and_then(Option::take);
+        let early = match offer {
+            Offer::Both => self
+                .early
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_mut(&origin)
+                .and_then(Option::take),
+            Offer::Http1 => None,
+        };
         let (stream, protocol, handshake) = match early {
             // A runtime that stopped before the early connection was made: make one now.
             Some(early) => match early.await {
                 Ok(opened) => opened?,
-                Err(_) => self.open(&dst).await?,
+                Err(_) => self.open(&dst, offer).await?,
             },
-            None => self.open(&dst).await?,
+            None => self.open(&dst, offer).await?,
         };
-        Ok(TokioIo::new(Tls {
+        Ok(Tls {
             stream,
             h2: attempt.connected(protocol),
             unread: Some(handshake),
-        }))
+        })
     }
 
     /// Makes a TCP connection to `dst` (through `HTTPS_PROXY` when it applies) and a TLS
-    /// connection over it, resuming a session when [`Tickets::turn`] says so.
-    async fn open(&self, dst: &http::Uri) -> Result<Opened, BoxError> {
+    /// connection over it offering `offer`, resuming a session when [`Tickets::turn`] says so.
+    async fn open(&self, dst: &http::Uri, offer: Offer) -> Result<Opened, BoxError> {
         let host = dst
             .host()
             .ok_or("the endpoint URL has no host")?
@@ -361,7 +511,7 @@ impl Connector {
                 }
             }
         };
-        let (tcp, tls) = tokio::join!(tcp, self.tls_config());
+        let (tcp, tls) = tokio::join!(tcp, self.tls_config(offer));
         let (tcp, tls) = (tcp?, tls?);
         let took = started.elapsed();
         let wait_start = Instant::now();

@@ -18,6 +18,7 @@
 //! its attempts saw, so a deadline that passes while AWS is throttling is reported as such.
 
 pub mod dns;
+pub mod exchange;
 pub mod https;
 pub mod json;
 pub mod multiplex;

@@ -156,6 +156,11 @@ impl Origins {
         }
     }
 
+    /// The protocol `origin`'s last connection negotiated, if one was made.
+    pub fn protocol(&self, origin: &str) -> Option<Protocol> {
+        self.with(origin, |o| o.protocol)
+    }
+
     /// A connection to `origin` starts; the guard counts it failed unless
     /// [`Mark::connected`] is called.
     pub fn connecting(self: &Arc<Self>, origin: String) -> Mark {

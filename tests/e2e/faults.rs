@@ -1,8 +1,10 @@
 //! Faults between the wrapper and AWS, injected by a loopback proxy in front of moto:
-//! throttling, 5xx, latency, connection resets, requests that never answer. The fleet test is
+//! throttling, 5xx, latency, connection resets, requests that never answer, chunked answers;
+//! over plain HTTP and, behind a TLS front, over HTTPS. The fleet test is
 //! its own test binary (`tests/fleet.rs`) so that it has the machine to itself.
 
 use crate::common::proxy::{self, Fault};
+use crate::common::tls::{Handshakes, tls_front_to};
 use crate::common::*;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -149,5 +151,108 @@ fn a_hanging_endpoint_is_69_timed_out_within_the_timeout() {
     assert!(r.stderr().contains("K (kms): timed out"), "{}", r.stderr());
     assert!(r.stderr().contains("): timed out"), "{}", r.stderr());
     assert!(r.elapsed < Duration::from_secs(4), "{:?}", r.elapsed);
+    assert_no_plaintext(&r, &[&k, &p]);
+}
+
+/// The fault proxy `proxy` behind a TLS front (HTTP/1.1, two session tickets a handshake):
+/// `env` calls it over HTTPS, trusting the front's CA (its file lives as long as the returned
+/// directory). Returns the front's handshakes.
+fn over_tls(
+    proxy: &proxy::Proxy,
+    env: &mut BTreeMap<OsString, OsString>,
+) -> (std::sync::Arc<Handshakes>, tempfile::TempDir) {
+    let port: u16 = proxy.url.rsplit(':').next().unwrap().parse().unwrap();
+    let (url, ca, handshakes) = tls_front_to(port, 2);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca).unwrap();
+    env.insert("AWS_ENDPOINT_URL".into(), url.into());
+    env.insert("AWS_CA_BUNDLE".into(), dir.path().join("ca.pem").into());
+    (handshakes, dir)
+}
+
+/// Over TLS, calls after the first to an origin that speaks HTTP/1.1 are kms-env's own
+/// exchanges (src/aws/exchange.rs), not hyper's: their faults are classified and retried the
+/// same way, and their connections are used again.
+#[test]
+fn over_tls_resets_are_retried_on_new_connections() {
+    let proxy = proxy::start(moto().port, first_n(2, Fault::Reset));
+    let (mut env, k, p) = setup(&proxy.url, "tlsreset");
+    let (handshakes, _ca) = over_tls(&proxy, &mut env);
+    let (r, dump) = exec_dump(&env, &[], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    assert_eq!(dump.var("K").unwrap(), k);
+    assert_eq!(dump.var("P").unwrap(), p);
+    let ops = proxy.operations();
+    assert_eq!(count(&ops, DECRYPT), 3, "{ops:?}");
+    assert_eq!(count(&ops, GET_PARAMETERS), 3, "{ops:?}");
+    assert!(handshakes.http1_only() >= 2, "{handshakes:?}");
+    assert_no_plaintext(&r, &[&k, &p]);
+}
+
+#[test]
+fn over_tls_retries_after_throttling_use_idle_connections_again() {
+    let proxy = proxy::start(
+        moto().port,
+        first_n(3, Fault::Error(400, "ThrottlingException")),
+    );
+    let (mut env, k, p) = setup(&proxy.url, "tlsthrottle");
+    let (handshakes, _ca) = over_tls(&proxy, &mut env);
+    let (r, dump) = exec_dump(&env, &[], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    assert_eq!(dump.var("K").unwrap(), k);
+    assert_eq!(dump.var("P").unwrap(), p);
+    let ops = proxy.operations();
+    assert_eq!(ops.len(), 8, "{ops:?}");
+    // Without reuse every attempt would be a connection: 8. The first call's connection is
+    // hyper's (it learns the protocol), the others' ours, used again after each answer.
+    assert!(handshakes.accepted() <= 4, "{handshakes:?}");
+    assert!(handshakes.http1_only() >= 1, "{handshakes:?}");
+    assert_no_plaintext(&r, &[&k, &p]);
+}
+
+#[test]
+fn over_tls_chunked_answers_are_read() {
+    let proxy = proxy::start(moto().port, |_, _| Fault::Chunked);
+    let (mut env, _, p) = setup(&proxy.url, "tlschunked");
+    let plaintexts: Vec<String> = (0..6).map(|i| format!("Zq-chunked-secret-{i}")).collect();
+    for (i, plain) in plaintexts.iter().enumerate() {
+        env.insert(format!("C{i}").into(), cli_encrypt(plain.as_bytes()).into());
+    }
+    let (handshakes, _ca) = over_tls(&proxy, &mut env);
+    let (r, dump) = exec_dump(&env, &[], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    for (i, plain) in plaintexts.iter().enumerate() {
+        assert_eq!(dump.var(&format!("C{i}")).unwrap(), plain.as_bytes());
+    }
+    assert_eq!(dump.var("P").unwrap(), p);
+    assert!(handshakes.http1_only() >= 1, "{handshakes:?}");
+}
+
+#[test]
+fn over_tls_a_hanging_endpoint_is_69_timed_out_and_errors_are_69_after_retries() {
+    let proxy = proxy::start(moto().port, |_, _| Fault::Hang);
+    let (mut env, k, p) = setup(&proxy.url, "tlshang");
+    let (_, _ca) = over_tls(&proxy, &mut env);
+    let (r, dump) = exec_dump(&env, &["--timeout", "2"], &[]);
+    assert_eq!(r.code, Some(69), "{}", r.stderr());
+    assert!(!dump.started());
+    assert!(r.stderr().contains("K (kms): timed out"), "{}", r.stderr());
+    assert!(r.elapsed < Duration::from_secs(4), "{:?}", r.elapsed);
+    assert_no_plaintext(&r, &[&k, &p]);
+
+    let proxy = proxy::start(moto().port, |_, _| Fault::Error(500, "InternalFailure"));
+    let (mut env, k, p) = setup(&proxy.url, "tls5xx");
+    let (handshakes, _ca) = over_tls(&proxy, &mut env);
+    let (r, dump) = exec_dump(&env, &[], &[]);
+    assert_eq!(r.code, Some(69), "{}", r.stderr());
+    assert!(!dump.started());
+    assert!(
+        r.stderr()
+            .contains("K (kms): service error: InternalFailure"),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(count(&proxy.operations(), DECRYPT), 5);
+    assert!(handshakes.http1_only() >= 1, "{handshakes:?}");
     assert_no_plaintext(&r, &[&k, &p]);
 }

@@ -159,6 +159,28 @@ fn concurrent_connections_resume_the_first_ones_tls_session() {
 }
 
 #[test]
+fn calls_after_the_first_to_an_http1_origin_are_exchanges_of_kms_envs_own() {
+    // The first connection offers HTTP/2 and HTTP/1.1 (hyper's pool; it learns the protocol);
+    // the others, to an origin now known to speak HTTP/1.1, offer HTTP/1.1 alone: they are
+    // src/aws/exchange.rs's, and resume the first one's session across that difference.
+    within_three_starts(
+        "(1, 9, 9): one connection offering HTTP/2, nine offering HTTP/1.1 alone, resumed",
+        || {
+            let (url, ca_pem, handshakes) = tls_front_with(12);
+            concurrent_decrypts(10, &url, &ca_pem);
+            match (
+                handshakes.offered_h2(),
+                handshakes.http1_only(),
+                handshakes.resumed(),
+            ) {
+                (1, 9, 9) => Ok(()),
+                seen => Err(seen),
+            }
+        },
+    );
+}
+
+#[test]
 fn more_than_eight_tickets_from_one_handshake_let_every_waiting_connection_resume() {
     // rustls's own cache keeps 8 tickets a server and drops the oldest: with it, a connection
     // that had reserved one of the first handshake's 12 tickets found none and made a full

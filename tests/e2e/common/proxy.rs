@@ -21,6 +21,9 @@ pub enum Fault {
     Reset,
     /// Never answer.
     Hang,
+    /// Forward it, and relay the answer in chunked transfer coding (two chunks, one with a
+    /// chunk extension, and a trailer field) instead of with a Content-Length.
+    Chunked,
     /// Answer with this status, content type and body, without forwarding (an IAM, proxy or
     /// firewall answer that is not the service's own error).
     Raw(u16, &'static str, &'static str),
@@ -80,7 +83,8 @@ pub fn start(
     }
 }
 
-/// Reads one HTTP message head and body (Content-Length framing). `None` at EOF.
+/// Reads one HTTP message head and body (Content-Length framing, or chunked: then the body is
+/// its chunks as they were sent, to be relayed as they are). `None` at EOF.
 pub fn read_message(reader: &mut impl BufRead) -> Option<(String, Vec<u8>)> {
     let mut head = String::new();
     loop {
@@ -91,6 +95,34 @@ pub fn read_message(reader: &mut impl BufRead) -> Option<(String, Vec<u8>)> {
         head.push_str(&line);
         if line == "\r\n" {
             break;
+        }
+    }
+    if header(&head, "transfer-encoding").is_some_and(|v| v.ends_with("chunked")) {
+        let mut body = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            body.extend_from_slice(line.as_bytes());
+            let size = line.split(';').next()?.trim();
+            let size = usize::from_str_radix(size, 16).ok()?;
+            if size == 0 {
+                // The trailer section, up to its empty line.
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).ok()? == 0 {
+                        return None;
+                    }
+                    body.extend_from_slice(line.as_bytes());
+                    if line == "\r\n" {
+                        return Some((head, body));
+                    }
+                }
+            }
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk).ok()?;
+            body.extend_from_slice(&chunk);
         }
     }
     let len = header(&head, "content-length")
@@ -153,8 +185,10 @@ fn serve(client: TcpStream, upstream: u16, seen: &Seen, policy: &Policy) {
             ops.push(op.clone());
             ops.len() - 1
         };
-        match policy(n, &op) {
-            Fault::Pass => {}
+        let fault = policy(n, &op);
+        let chunked = matches!(fault, Fault::Chunked);
+        match fault {
+            Fault::Pass | Fault::Chunked => {}
             Fault::Delay(d) => std::thread::sleep(d),
             Fault::Error(status, kind) => {
                 let body =
@@ -197,10 +231,38 @@ fn serve(client: TcpStream, upstream: u16, seen: &Seen, policy: &Policy) {
             );
             continue;
         };
+        let (rhead, rbody) = if chunked {
+            in_chunks(&rhead, &rbody)
+        } else {
+            (rhead, rbody)
+        };
         if client.write_all(rhead.as_bytes()).is_err() || client.write_all(&rbody).is_err() {
             return;
         }
     }
+}
+
+/// The answer `head` with `body` in chunked transfer coding: its Content-Length replaced, the
+/// body in two chunks (the first with a chunk extension) and a trailer field.
+fn in_chunks(head: &str, body: &[u8]) -> (String, Vec<u8>) {
+    let mut lines: Vec<&str> = head
+        .trim_end()
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("content-length:"))
+        .collect();
+    lines.push("Transfer-Encoding: chunked");
+    let head = format!("{}\r\n\r\n", lines.join("\r\n"));
+    let (first, second) = body.split_at(body.len() / 2);
+    let mut out = Vec::new();
+    for (chunk, extension) in [(first, ";part=1"), (second, "")] {
+        if !chunk.is_empty() {
+            out.extend_from_slice(format!("{:x}{extension}\r\n", chunk.len()).as_bytes());
+            out.extend_from_slice(chunk);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"0\r\nx-checksum: none\r\n\r\n");
+    (head, out)
 }
 
 /// A loopback HTTP `CONNECT` proxy, as corporate networks have: it logs the target of each

@@ -9,12 +9,15 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The handshakes a TLS front made, in full and resumed, and the TCP connections it accepted.
+/// The handshakes a TLS front made, in full and resumed, the TCP connections it accepted, and
+/// what the clients offered by ALPN.
 #[derive(Debug, Default)]
 pub struct Handshakes {
     full: AtomicUsize,
     resumed: AtomicUsize,
     accepted: AtomicUsize,
+    offered_h2: AtomicUsize,
+    http1_only: AtomicUsize,
 }
 
 impl Handshakes {
@@ -31,6 +34,17 @@ impl Handshakes {
     /// Resumed handshakes so far.
     pub fn resumed(&self) -> usize {
         self.resumed.load(Ordering::SeqCst)
+    }
+
+    /// Handshakes whose client offered HTTP/2 by ALPN (kms-env's through hyper's pool).
+    pub fn offered_h2(&self) -> usize {
+        self.offered_h2.load(Ordering::SeqCst)
+    }
+
+    /// Handshakes whose client offered HTTP/1.1 alone by ALPN (kms-env's own exchanges, to an
+    /// origin known to speak HTTP/1.1).
+    pub fn http1_only(&self) -> usize {
+        self.http1_only.load(Ordering::SeqCst)
     }
 }
 
@@ -83,19 +97,50 @@ fn server_config(tickets: usize, alpn: &[&[u8]]) -> (Arc<rustls::ServerConfig>, 
 /// A TLS front for moto that sends `tickets` TLS 1.3 session tickets after each handshake
 /// (rustls's default is 2), speaks HTTP/1.1 without ALPN, and counts its handshakes.
 pub fn tls_front_with(tickets: usize) -> (String, String, Arc<Handshakes>) {
+    tls_front_to(moto().port, tickets)
+}
+
+/// A TLS front as [`tls_front_with`] for the HTTP server on `127.0.0.1:upstream` (moto, or a
+/// fault proxy in front of it): each request is sent on a new connection to it, and its answer
+/// (framed by Content-Length or chunked) relayed; when it closes without answering, or never
+/// answers, so does the front.
+pub fn tls_front_to(upstream: u16, tickets: usize) -> (String, String, Arc<Handshakes>) {
     let (config, ca) = server_config(tickets, &[]);
     let handshakes = Arc::new(Handshakes::default());
     let counts = handshakes.clone();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let upstream = moto().port;
     std::thread::spawn(move || {
         for tcp in listener.incoming() {
-            let Ok(tcp) = tcp else { continue };
+            let Ok(mut tcp) = tcp else { continue };
             counts.accepted.fetch_add(1, Ordering::SeqCst);
             let (config, counts) = (config.clone(), counts.clone());
             std::thread::spawn(move || {
-                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut acceptor = rustls::server::Acceptor::default();
+                let accepted = loop {
+                    match acceptor.read_tls(&mut tcp) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    match acceptor.accept() {
+                        Ok(Some(accepted)) => break accepted,
+                        Ok(None) => {}
+                        Err(_) => return,
+                    }
+                };
+                let offered: Vec<Vec<u8>> = accepted
+                    .client_hello()
+                    .alpn()
+                    .map(|protocols| protocols.map(<[u8]>::to_vec).collect())
+                    .unwrap_or_default();
+                if offered.iter().any(|p| p == b"h2") {
+                    counts.offered_h2.fetch_add(1, Ordering::SeqCst);
+                } else if offered == [b"http/1.1".to_vec()] {
+                    counts.http1_only.fetch_add(1, Ordering::SeqCst);
+                }
+                let Ok(conn) = accepted.into_connection(config) else {
+                    return;
+                };
                 let mut tls = BufReader::new(rustls::StreamOwned::new(conn, tcp));
                 let mut counted = false;
                 while let Some((head, body)) = read_message(&mut tls) {
