@@ -9,12 +9,22 @@
 //! complete, framed, and not marked `Connection: close` can carry the next request.
 //!
 //! [`request_bytes`] and [`Reader`] are the pure part (bytes in, bytes out); [`exchange`] is
-//! the I/O over a stream.
+//! the I/O over a stream, and [`Exchanges`] sends the SDK's requests so, keeping the
+//! connections that can carry another one.
 
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::retry::ErrorKind;
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use std::collections::HashMap;
+use std::future::Future;
 use std::io;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tracing::debug;
 use zeroize::Zeroizing;
 
 /// The most header lines an answer may have.
@@ -429,6 +439,103 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
                 });
             }
         }
+    }
+}
+
+/// A connection exchanges run on (TLS, or plain TCP).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug> Io for T {}
+
+/// A connection of [`Exchanges`].
+pub type Conn = Box<dyn Io>;
+
+/// How long an idle connection is used again: under the idle timeouts of AWS's load
+/// balancers (60 s by default), so that the server has not closed it yet.
+const IDLE_FOR: Duration = Duration::from_secs(30);
+
+/// Requests sent as [`exchange`]s, and the connections that can carry another request, by
+/// origin, with the time each became idle.
+#[derive(Debug, Default)]
+pub struct Exchanges {
+    idle: Mutex<HashMap<String, Vec<(Conn, Instant)>>>,
+}
+
+impl Exchanges {
+    /// Sends the request of `parts` and `body` on an idle connection to its origin or on one
+    /// `connect` makes, and reads its answer; the answer's body is at most
+    /// [`super::tls::MAX_RESPONSE_BODY`] and one byte (the client's limit then refuses it). A
+    /// reused connection that failed before any byte of an answer (the server closed it while
+    /// it was idle) is replaced by a new one, as hyper's pool does; a connection whose answer
+    /// lets it carry another request becomes idle again.
+    pub async fn send<C>(
+        &self,
+        parts: http::request::Parts,
+        body: &[u8],
+        connect: impl FnOnce(http::Uri) -> C,
+    ) -> Result<HttpResponse, ConnectorError>
+    where
+        C: Future<Output = Result<Conn, ConnectorError>>,
+    {
+        let origin = super::multiplex::origin_of(&parts.uri);
+        // It may hold a plaintext (an Encrypt's body).
+        let wire = Zeroizing::new(request_bytes(&parts, body));
+        let limit = super::tls::MAX_RESPONSE_BODY;
+        if let Some(mut conn) = self.take_idle(&origin) {
+            match exchange(&mut conn, &wire, limit).await {
+                Ok(answer) => return self.answer(answer, conn, origin),
+                Err(f) if !f.answered => debug!(
+                    "a reused connection to {origin} failed before an answer ({}); the request \
+                     goes on a new connection",
+                    f.failed
+                ),
+                Err(f) => return Err(connector_error(f.failed)),
+            }
+        }
+        let mut conn = connect(parts.uri).await?;
+        match exchange(&mut conn, &wire, limit).await {
+            Ok(answer) => self.answer(answer, conn, origin),
+            Err(f) => Err(connector_error(f.failed)),
+        }
+    }
+
+    /// The newest idle connection to `origin` that is not too old; older ones are dropped.
+    fn take_idle(&self, origin: &str) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = idle.get_mut(origin)?;
+        list.retain(|(_, since)| since.elapsed() < IDLE_FOR);
+        list.pop().map(|(conn, _)| conn)
+    }
+
+    /// The SDK's response of `answer`; `conn` becomes idle if it can carry another request.
+    fn answer(
+        &self,
+        answer: Answer,
+        conn: Conn,
+        origin: String,
+    ) -> Result<HttpResponse, ConnectorError> {
+        if answer.reusable {
+            self.idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(origin)
+                .or_default()
+                .push((conn, Instant::now()));
+        }
+        let mut response = http::Response::new(SdkBody::from(answer.body));
+        *response.status_mut() = answer.status;
+        *response.headers_mut() = answer.headers;
+        HttpResponse::try_from(response).map_err(|e| ConnectorError::other(e.into(), None))
+    }
+}
+
+/// The SDK's view of a failed exchange, as the HTTPS client classifies hyper's failures: I/O
+/// errors are retried, an answer cut off is transient, a malformed one is not retried.
+fn connector_error(failed: Failed) -> ConnectorError {
+    match failed {
+        Failed::Io(_) => ConnectorError::io(failed.into()),
+        Failed::Closed => ConnectorError::other(failed.into(), Some(ErrorKind::TransientError)),
+        Failed::Malformed(_) => ConnectorError::other(failed.into(), None),
     }
 }
 

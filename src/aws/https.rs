@@ -38,7 +38,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tracing::debug;
-use zeroize::Zeroizing;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -53,17 +52,9 @@ pub struct Https {
     client: hyper_util::client::legacy::Client<Connector, SdkBody>,
     connector: Connector,
     origins: Arc<Origins>,
-    idle: Arc<Idle>,
+    exchanges: Arc<exchange::Exchanges>,
     read_timeout: Option<Duration>,
 }
-
-/// The HTTP/1.1 connections of [`exchange`]s that can carry another request, by origin, with
-/// the time each became idle.
-type Idle = Mutex<HashMap<String, Vec<(Tls, Instant)>>>;
-
-/// How long an idle HTTP/1.1 connection is used again: under the idle timeouts of AWS's load
-/// balancers (60 s by default), so that the server has not closed it yet.
-const IDLE_FOR: Duration = Duration::from_secs(30);
 
 /// Which protocols a connection offers by ALPN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,75 +168,31 @@ impl Https {
             client,
             connector,
             origins,
-            idle: Arc::default(),
+            exchanges: Arc::default(),
             read_timeout,
         }
     }
 
-    /// Sends `request` on a connection of its own or an idle one, to an origin that speaks
-    /// HTTP/1.1: one [`exchange`], without hyper's pool and dispatch (BENCHMARKS.md, twelfth
-    /// session). A reused connection that the server closed before it answered is replaced by
-    /// a new one; an answer that lets it carry another request makes it idle again.
+    /// Sends `request` (whose body is `body`) as an [`exchange`] of our own, to an origin
+    /// known to speak HTTP/1.1, on an idle connection or on a new one offering HTTP/1.1 alone.
     async fn exchange(
         &self,
         request: http::Request<SdkBody>,
         body: &[u8],
-        origin: String,
     ) -> Result<HttpResponse, ConnectorError> {
+        let connector = &self.connector;
         let (parts, _) = request.into_parts();
-        let wire = Zeroizing::new(exchange::request_bytes(&parts, body));
-        let limit = super::tls::MAX_RESPONSE_BODY;
-        if let Some(mut tls) = self.take_idle(&origin) {
-            match exchange::exchange(&mut tls, &wire, limit).await {
-                Ok(answer) => return self.answer(answer, tls, origin),
-                Err(f) if !f.answered => debug!(
-                    "a reused connection to {origin} failed before an answer ({}); the request \
-                     goes on a new connection",
-                    f.failed
-                ),
-                Err(f) => return Err(exchange_error(f.failed)),
-            }
-        }
-        let tls = in_time(
-            self.connector.timeout,
-            self.connector.clone().connect(parts.uri, Offer::Http1),
-        )
-        .await;
-        let mut tls = tls.map_err(connect_error)?;
-        match exchange::exchange(&mut tls, &wire, limit).await {
-            Ok(answer) => self.answer(answer, tls, origin),
-            Err(f) => Err(exchange_error(f.failed)),
-        }
-    }
-
-    /// The newest idle connection to `origin` that is not too old; older ones are dropped.
-    fn take_idle(&self, origin: &str) -> Option<Tls> {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = idle.get_mut(origin)?;
-        list.retain(|(_, since)| since.elapsed() < IDLE_FOR);
-        list.pop().map(|(tls, _)| tls)
-    }
-
-    /// The SDK's response of `answer`; `tls` goes back to the idle ones if it can carry
-    /// another request.
-    fn answer(
-        &self,
-        answer: exchange::Answer,
-        tls: Tls,
-        origin: String,
-    ) -> Result<HttpResponse, ConnectorError> {
-        if answer.reusable {
-            self.idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(origin)
-                .or_default()
-                .push((tls, Instant::now()));
-        }
-        let mut response = http::Response::new(SdkBody::from(answer.body));
-        *response.status_mut() = answer.status;
-        *response.headers_mut() = answer.headers;
-        HttpResponse::try_from(response).map_err(|e| ConnectorError::other(e.into(), None))
+        self.exchanges
+            .send(parts, body, |uri| async move {
+                let tls = in_time(
+                    connector.timeout,
+                    connector.clone().connect(uri, Offer::Http1),
+                )
+                .await
+                .map_err(connect_error)?;
+                Ok(Box::new(tls) as exchange::Conn)
+            })
+            .await
     }
 
     /// Starts the first connection to `uri`'s origin now, on a task of its own, unless one was
@@ -296,7 +243,7 @@ impl HttpConnector for Https {
                 this.read_timeout,
                 async {
                     match body {
-                        Some(body) => this.exchange(request, &body, origin).await,
+                        Some(body) => this.exchange(request, &body).await,
                         None => this.pooled(request).await,
                     }
                 },
@@ -329,24 +276,11 @@ impl Https {
 
 /// The SDK's view of a connection that was not made (as its own client classifies them:
 /// I/O errors, which it retries, unless the connect timeout passed).
-fn connect_error(err: BoxError) -> ConnectorError {
+pub(super) fn connect_error(err: BoxError) -> ConnectorError {
     if chain(err.as_ref()).any(|e| e.is::<ConnectTimedOut>()) {
         ConnectorError::timeout(err)
     } else {
         ConnectorError::io(err)
-    }
-}
-
-/// The SDK's view of a failed [`exchange`], classified as [`connector_error`] classifies
-/// hyper's: I/O errors are retried, an answer cut off is transient, a malformed one is not.
-fn exchange_error(failed: exchange::Failed) -> ConnectorError {
-    match failed {
-        exchange::Failed::Io(_) => ConnectorError::io(failed.into()),
-        exchange::Failed::Closed => ConnectorError::other(
-            failed.into(),
-            Some(aws_smithy_types::retry::ErrorKind::TransientError),
-        ),
-        exchange::Failed::Malformed(_) => ConnectorError::other(failed.into(), None),
     }
 }
 
@@ -419,7 +353,7 @@ impl tower_service::Service<http::Uri> for Connector {
 
 /// `connect` within the connect timeout `limit` of the SDK's settings, which covers the whole
 /// connection (TCP, proxy tunnel, TLS) as in the SDK's own client.
-fn in_time<T>(
+pub(super) fn in_time<T>(
     limit: Option<Duration>,
     connect: impl Future<Output = Result<T, BoxError>>,
 ) -> impl Future<Output = Result<T, BoxError>> {

@@ -22,6 +22,7 @@ pub mod exchange;
 pub mod https;
 pub mod json;
 pub mod multiplex;
+pub mod plain;
 pub mod region;
 pub mod resume;
 pub mod roots;

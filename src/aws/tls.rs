@@ -1,7 +1,7 @@
 //! The HTTP client of every AWS call, its proxies, and its trust store for minimal images.
 //!
-//! Plain HTTP requests (local endpoints) use the SDK's client without TLS (through `HTTP_PROXY`
-//! when set). HTTPS requests use kms-env's own client ([`super::https`]: rustls with `ring`, which
+//! Plain HTTP requests (local endpoints, credentials endpoints) are exchanges of our own
+//! ([`super::plain`]), or go through the SDK's client when `HTTP_PROXY` is set. HTTPS requests use kms-env's own client ([`super::https`]: rustls with `ring`, which
 //! seeds from the kernel's `getrandom`, AWS-LC's CPU-jitter entropy source cost most of a start's
 //! CPU, and sessions resumed across connections; see BENCHMARKS.md), built on the first HTTPS
 //! request, once. Its roots are read once, by the first HTTPS connection, so a start against
@@ -15,6 +15,7 @@
 
 use super::dns::SharedDns;
 use super::https::{Https, TlsConfig};
+use super::plain::Plain;
 use super::roots::Roots;
 use crate::error::{Class, Reason};
 use aws_smithy_async::rt::sleep::{SharedAsyncSleep, default_async_sleep};
@@ -310,6 +311,9 @@ struct Clients {
     http: SharedHttpClient,
     /// `HTTP_PROXY`, for plain-HTTP connectors made without the SDK's runtime components.
     http_proxy: ProxyConfig,
+    /// Without `HTTP_PROXY`, our own plain-HTTP client ([`Plain`]), for requests whose body is
+    /// in memory (every request of kms-env's); `http` for the others.
+    direct: Option<Plain>,
     https: OnceLock<Https>,
     /// The settings of the first connector made ([`Transport::connector`]), with which
     /// [`Transport::prefetch`] makes the HTTPS client when it is the first to need it.
@@ -378,6 +382,17 @@ impl HttpConnector for ByScheme {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         let response = if request.uri().starts_with("https:") {
             self.clients.https(&self.settings).call(request)
+        } else if let Some(direct) = self
+            .clients
+            .direct
+            .as_ref()
+            .filter(|_| request.body().bytes().is_some())
+        {
+            direct.call(
+                request,
+                self.settings.connect_timeout(),
+                self.settings.read_timeout(),
+            )
         } else {
             self.plain
                 .get_or_init(|| match &self.components {
@@ -456,16 +471,20 @@ impl Transport {
 /// The HTTP client; `AWS_CA_BUNDLE`, `SSL_CERT_FILE` and the proxy variables are read and
 /// checked now.
 pub fn transport() -> Result<Transport, Reason> {
-    let http = proxy_setting(false)?.map_or_else(ProxyConfig::disabled, |(config, ..)| config);
+    let http_proxy = proxy_setting(false)?;
+    let direct = http_proxy.is_none();
+    let http = http_proxy.map_or_else(ProxyConfig::disabled, |(config, ..)| config);
     let tls = tls_config(extra_cas()?);
     let https_proxy = https_matcher(proxy_setting(true)?.map(|(_, url, no)| (url, no)));
+    let dns = SharedDns::default();
     Ok(Transport(Arc::new(Clients {
         http: http_only(http.clone()),
         http_proxy: http,
+        direct: direct.then(|| Plain::new(dns.clone())),
         https: OnceLock::new(),
         settings: OnceLock::new(),
         tls,
-        dns: SharedDns::default(),
+        dns,
         https_proxy,
     })))
 }
@@ -479,6 +498,7 @@ mod tests {
         Transport(Arc::new(Clients {
             http: http_only(ProxyConfig::disabled()),
             http_proxy: ProxyConfig::disabled(),
+            direct: None,
             https: OnceLock::new(),
             settings: OnceLock::new(),
             tls: tls_config(vec![]),

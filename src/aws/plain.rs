@@ -1,0 +1,73 @@
+//! Plain-HTTP requests when `HTTP_PROXY` is not set (a local endpoint such as moto or
+//! LocalStack, an ECS or EKS credentials endpoint): [`super::exchange`]s of our own over TCP,
+//! as the HTTPS client sends them to an origin that speaks HTTP/1.1, with the connect and read
+//! timeouts of the caller's settings. Through `HTTP_PROXY`, the SDK's own client carries them
+//! ([`super::tls`]).
+
+use super::dns::SharedDns;
+use super::exchange::{Conn, Exchanges};
+use super::https::{connect_error, in_time};
+use aws_smithy_runtime_api::client::http::HttpConnectorFuture;
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use hyper_util::client::legacy::connect::HttpConnector as Tcp;
+use std::sync::Arc;
+use std::time::Duration;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The plain-HTTP client: TCP connections (names looked up once per host, shared with the
+/// HTTPS client) and the idle ones.
+#[derive(Debug, Clone)]
+pub struct Plain {
+    tcp: Tcp<SharedDns>,
+    exchanges: Arc<Exchanges>,
+}
+
+impl Plain {
+    /// A client whose names `dns` looks up.
+    pub fn new(dns: SharedDns) -> Self {
+        let mut tcp = Tcp::new_with_resolver(dns);
+        tcp.set_nodelay(true);
+        Plain {
+            tcp,
+            exchanges: Arc::default(),
+        }
+    }
+
+    /// Sends `request` (its body in memory: see [`HttpRequest::body`]), connecting within
+    /// `connect` and answered within `read`.
+    pub fn call(
+        &self,
+        request: HttpRequest,
+        connect: Option<Duration>,
+        read: Option<Duration>,
+    ) -> HttpConnectorFuture {
+        let request = match request.try_into_http1x() {
+            Ok(request) => request,
+            Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
+        };
+        let this = self.clone();
+        HttpConnectorFuture::new(async move {
+            let (parts, body) = request.into_parts();
+            let body = body.bytes().unwrap_or_default();
+            let mut tcp = this.tcp;
+            let send = this.exchanges.send(parts, body, |uri| async move {
+                let stream = in_time(connect, async {
+                    tower_service::Service::call(&mut tcp, uri)
+                        .await
+                        .map_err(BoxError::from)
+                })
+                .await
+                .map_err(connect_error)?;
+                Ok(Box::new(stream.into_inner()) as Conn)
+            });
+            crate::deadline::within_limit(read, send, |limit| {
+                Err(ConnectorError::timeout(
+                    format!("no answer within {limit:?}").into(),
+                ))
+            })
+            .await
+        })
+    }
+}
