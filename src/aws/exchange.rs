@@ -492,8 +492,30 @@ impl Exchanges {
                 Err(f) => return Err(connector_error(f.failed)),
             }
         }
-        let mut conn = connect(parts.uri).await?;
-        match exchange(&mut conn, &wire, limit).await {
+        let conn = connect(parts.uri.clone()).await?;
+        self.send_wire(&wire, conn, origin).await
+    }
+
+    /// Sends the request of `parts` and `body` on `conn`, a new connection.
+    pub async fn send_on(
+        &self,
+        parts: http::request::Parts,
+        body: &[u8],
+        conn: Conn,
+    ) -> Result<HttpResponse, ConnectorError> {
+        let origin = super::multiplex::origin_of(&parts.uri);
+        let wire = Zeroizing::new(request_bytes(&parts, body));
+        self.send_wire(&wire, conn, origin).await
+    }
+
+    /// Sends `wire` on `conn` and reads its answer.
+    async fn send_wire(
+        &self,
+        wire: &[u8],
+        mut conn: Conn,
+        origin: String,
+    ) -> Result<HttpResponse, ConnectorError> {
+        match exchange(&mut conn, wire, super::tls::MAX_RESPONSE_BODY).await {
             Ok(answer) => self.answer(answer, conn, origin),
             Err(f) => Err(connector_error(f.failed)),
         }

@@ -1,5 +1,11 @@
-//! The HTTPS client of every AWS call: hyper's pooled client over connections of our own, so
-//! that the TLS step is under kms-env's control (the SDK's client does not expose it).
+//! The HTTPS client of every AWS call, over connections of our own, so that the TLS step is
+//! under kms-env's control (the SDK's client does not expose it).
+//!
+//! A request to an origin that speaks HTTP/1.1 is an exchange of our own ([`super::exchange`]:
+//! the request in one write, the answer in one buffer; idle connections used again), and one to
+//! an origin that speaks HTTP/2 a stream on its one connection (hyper's HTTP/2 client,
+//! [`hyper::client::conn::http2`]). hyper's pooled client did both before; a start's calls spent
+//! most of their user-space CPU in its pool and dispatch (BENCHMARKS.md, twelfth session).
 //!
 //! A connection is a TCP connection (through the `HTTPS_PROXY` tunnel when one applies), then
 //! TLS with rustls and `ring` (kernel randomness; see BENCHMARKS.md), with one session store for
@@ -16,14 +22,14 @@
 use super::chain;
 use super::dns::SharedDns;
 use super::exchange;
-use super::multiplex::{Mark, Origins, Protocol, origin_of};
+use super::multiplex::{Origins, Protocol, origin_of};
 use super::resume::Tickets;
 use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_types::body::SdkBody;
+use hyper_util::client::legacy::connect::HttpConnector as Tcp;
 use hyper_util::client::legacy::connect::proxy::Tunnel;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector as Tcp};
 use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
@@ -38,6 +44,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tracing::debug;
+use zeroize::Zeroizing;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -49,7 +56,6 @@ struct ConnectTimedOut(Duration);
 /// The HTTPS client.
 #[derive(Debug, Clone)]
 pub struct Https {
-    client: hyper_util::client::legacy::Client<Connector, SdkBody>,
     connector: Connector,
     origins: Arc<Origins>,
     exchanges: Arc<exchange::Exchanges>,
@@ -59,11 +65,22 @@ pub struct Https {
 /// Which protocols a connection offers by ALPN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Offer {
-    /// HTTP/2 and HTTP/1.1: hyper's pool serves the request (HTTP/2 shared).
+    /// HTTP/2 and HTTP/1.1: to an origin whose protocol is not known, or whose HTTP/2
+    /// connection closed.
     Both,
-    /// HTTP/1.1 alone: an [`exchange`] of our own, to an origin known to speak it.
+    /// HTTP/1.1 alone: to an origin known to speak it.
     Http1,
 }
+
+/// A connection made offering both protocols: an HTTP/1.1 one, or the sender of requests on
+/// an HTTP/2 one (shared, see [`Connector::h2`]).
+enum Made {
+    Http1(exchange::Conn),
+    Http2(H2),
+}
+
+/// The sender of requests on an HTTP/2 connection.
+type H2 = hyper::client::conn::http2::SendRequest<SdkBody>;
 
 /// A TLS connection, its protocol, and its handshake as the session store counts it: the
 /// handshake is told ended when the connection is first read (and with it the server's session
@@ -159,13 +176,9 @@ impl Https {
             proxy,
             timeout: connect_timeout,
             early: Early::default(),
+            h2: Arc::default(),
         };
-        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector.clone());
         Self {
-            client,
             connector,
             origins,
             exchanges: Arc::default(),
@@ -173,26 +186,61 @@ impl Https {
         }
     }
 
-    /// Sends `request` (whose body is `body`) as an [`exchange`] of our own, to an origin
-    /// known to speak HTTP/1.1, on an idle connection or on a new one offering HTTP/1.1 alone.
-    async fn exchange(
+    /// Sends `request` to `origin`: on its open HTTP/2 connection if it has one; as an
+    /// [`exchange`] on an idle connection or a new one offering HTTP/1.1 alone if it is known to
+    /// speak HTTP/1.1; otherwise on a new connection offering both (or the early one), whose
+    /// protocol the origin then learns.
+    async fn send(
         &self,
         request: http::Request<SdkBody>,
-        body: &[u8],
+        origin: &str,
     ) -> Result<HttpResponse, ConnectorError> {
+        if let Some(h2) = self.connector.shared_h2(origin) {
+            return send_h2(h2, request).await;
+        }
+        let (parts, body) = request.into_parts();
+        // Every request of kms-env's has its body in memory; another is read into it.
+        let body = match body.bytes() {
+            Some(bytes) => Zeroizing::new(bytes.to_vec()),
+            None => Zeroizing::new(
+                http_body_util::BodyExt::collect(body)
+                    .await
+                    .map_err(ConnectorError::user)?
+                    .to_bytes()
+                    .to_vec(),
+            ),
+        };
         let connector = &self.connector;
-        let (parts, _) = request.into_parts();
-        self.exchanges
-            .send(parts, body, |uri| async move {
-                let tls = in_time(
-                    connector.timeout,
-                    connector.clone().connect(uri, Offer::Http1),
-                )
-                .await
-                .map_err(connect_error)?;
-                Ok(Box::new(tls) as exchange::Conn)
-            })
-            .await
+        if self.origins.protocol(origin) == Some(Protocol::Http1) {
+            return self
+                .exchanges
+                .send(parts, &body, |uri| async move {
+                    let made = in_time(
+                        connector.timeout,
+                        connector.clone().connect(uri, Offer::Http1),
+                    )
+                    .await
+                    .map_err(connect_error)?;
+                    match made {
+                        Made::Http1(conn) => Ok(conn),
+                        Made::Http2(_) => unreachable!("HTTP/2 was not offered"),
+                    }
+                })
+                .await;
+        }
+        let made = in_time(
+            connector.timeout,
+            connector.clone().connect(parts.uri.clone(), Offer::Both),
+        )
+        .await
+        .map_err(connect_error)?;
+        match made {
+            Made::Http1(conn) => self.exchanges.send_on(parts, &body, conn).await,
+            Made::Http2(h2) => {
+                let body = SdkBody::from(body.to_vec());
+                send_h2(h2, http::Request::from_parts(parts, body)).await
+            }
+        }
     }
 
     /// Starts the first connection to `uri`'s origin now, on a task of its own, unless one was
@@ -235,43 +283,26 @@ impl HttpConnector for Https {
         HttpConnectorFuture::new(async move {
             let origin = origin_of(request.uri());
             let _probe = this.origins.admit(&origin).await;
-            // An origin known to speak HTTP/1.1 gets an exchange of our own for a request
-            // whose body is in memory (every request of kms-env's); others go through hyper.
-            let http1 = this.origins.protocol(&origin) == Some(Protocol::Http1);
-            let body = request.body().bytes().map(<[u8]>::to_vec).filter(|_| http1);
-            crate::deadline::within_limit(
-                this.read_timeout,
-                async {
-                    match body {
-                        Some(body) => this.exchange(request, &body).await,
-                        None => this.pooled(request).await,
-                    }
-                },
-                |limit| {
-                    Err(ConnectorError::timeout(
-                        format!("no answer within {limit:?}").into(),
-                    ))
-                },
-            )
+            crate::deadline::within_limit(this.read_timeout, this.send(request, &origin), |limit| {
+                Err(ConnectorError::timeout(
+                    format!("no answer within {limit:?}").into(),
+                ))
+            })
             .await
         })
     }
 }
 
-impl Https {
-    /// Sends `request` through hyper's pooled client.
-    async fn pooled(
-        &self,
-        request: http::Request<SdkBody>,
-    ) -> Result<HttpResponse, ConnectorError> {
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(connector_error)?;
-        HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
-            .map_err(|e| ConnectorError::other(e.into(), None))
-    }
+/// Sends `request` on the HTTP/2 connection of `h2`.
+async fn send_h2(
+    mut h2: H2,
+    mut request: http::Request<SdkBody>,
+) -> Result<HttpResponse, ConnectorError> {
+    *request.version_mut() = http::Version::HTTP_2;
+    h2.ready().await.map_err(connector_error)?;
+    let response = h2.send_request(request).await.map_err(connector_error)?;
+    HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
+        .map_err(|e| ConnectorError::other(e.into(), None))
 }
 
 /// The SDK's view of a connection that was not made (as its own client classifies them:
@@ -284,13 +315,11 @@ pub(super) fn connect_error(err: BoxError) -> ConnectorError {
     }
 }
 
-/// The SDK's view of a failed request (as its own client classifies them).
-fn connector_error(err: hyper_util::client::legacy::Error) -> ConnectorError {
-    let timed_out = chain(&err).any(|e| e.is::<ConnectTimedOut>());
-    let hyper = chain(&err).find_map(|e| e.downcast_ref::<hyper::Error>());
-    let io = err.is_connect() || chain(&err).any(|e| e.is::<io::Error>());
-    let incomplete = hyper.is_some_and(hyper::Error::is_incomplete_message);
-    let closed = hyper.is_some_and(|h| h.is_closed() || h.is_canceled());
+/// The SDK's view of a failed HTTP/2 request (as its own client classifies them).
+fn connector_error(err: hyper::Error) -> ConnectorError {
+    let io = chain(&err).any(|e| e.is::<io::Error>());
+    let incomplete = err.is_incomplete_message();
+    let closed = err.is_closed() || err.is_canceled();
     // An HTTP/2 stream the server refused, or left unanswered when it closed the connection
     // (GOAWAY), was not processed and is sent again (RFC 9113, 8.7).
     let unprocessed = chain(&err)
@@ -298,7 +327,7 @@ fn connector_error(err: hyper_util::client::legacy::Error) -> ConnectorError {
         .is_some_and(|e| {
             e.reason() == Some(h2::Reason::REFUSED_STREAM) || (e.is_go_away() && e.is_remote())
         });
-    if timed_out || hyper.is_some_and(hyper::Error::is_timeout) {
+    if err.is_timeout() {
         ConnectorError::timeout(err.into())
     } else if io || closed || unprocessed {
         ConnectorError::io(err.into())
@@ -325,29 +354,13 @@ struct Connector {
     proxy: Arc<Matcher>,
     timeout: Option<Duration>,
     early: Early,
+    /// The open HTTP/2 connection of each origin that has one.
+    h2: Arc<Mutex<HashMap<String, H2>>>,
 }
 
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connector").finish_non_exhaustive()
-    }
-}
-
-impl tower_service::Service<http::Uri> for Connector {
-    type Response = TokioIo<Tls>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, dst: http::Uri) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move {
-            let tls = in_time(this.timeout, this.connect(dst, Offer::Both)).await?;
-            Ok(TokioIo::new(tls))
-        })
     }
 }
 
@@ -386,9 +399,24 @@ impl Connector {
         Ok(http1.await.clone())
     }
 
+    /// `origin`'s open HTTP/2 connection, if it has one.
+    fn shared_h2(&self, origin: &str) -> Option<H2> {
+        let mut open = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
+        match open.get(origin) {
+            Some(h2) if !h2.is_closed() => Some(h2.clone()),
+            Some(_) => {
+                open.remove(origin);
+                None
+            }
+            None => None,
+        }
+    }
+
     /// A connection for a request to `dst` that offers `offer`: for both protocols, the one
     /// [`Https::preconnect`] started, if it did and no request took it yet, otherwise a new one.
-    async fn connect(self, dst: http::Uri, offer: Offer) -> Result<Tls, BoxError> {
+    /// An HTTP/2 connection is shared from here on ([`Connector::shared_h2`]); the origin is
+    /// told it is open once it can be shared, and closed when it closes.
+    async fn connect(self, dst: http::Uri, offer: Offer) -> Result<Made, BoxError> {
         let origin = origin_of(&dst);
         let attempt = self.origins.connecting(origin.clone());
         let early = match offer {
@@ -408,11 +436,30 @@ impl Connector {
             },
             None => self.open(&dst, offer).await?,
         };
-        Ok(Tls {
+        let tls = Tls {
             stream,
-            h2: attempt.connected(protocol),
             unread: Some(handshake),
-        })
+        };
+        if protocol == Protocol::Http1 {
+            attempt.connected(protocol);
+            return Ok(Made::Http1(Box::new(tls)));
+        }
+        let (h2, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(tls))
+            .await?;
+        self.h2
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(origin.clone(), h2.clone());
+        let open = attempt.connected(protocol);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                debug!("the HTTP/2 connection to {origin} ended: {e}");
+            }
+            drop(open);
+        });
+        Ok(Made::Http2(h2))
     }
 
     /// Makes a TCP connection to `dst` (through `HTTPS_PROXY` when it applies) and a TLS
@@ -504,23 +551,12 @@ impl Drop for Handshake {
     }
 }
 
-/// One TLS connection; an HTTP/2 one is counted open until dropped.
+/// One TLS connection.
 #[derive(Debug)]
 pub struct Tls {
     stream: tokio_rustls::client::TlsStream<TcpStream>,
-    h2: Option<Mark>,
     /// The handshake, until the connection is first read.
     unread: Option<Handshake>,
-}
-
-impl Connection for Tls {
-    fn connected(&self) -> Connected {
-        if self.h2.is_some() {
-            Connected::new().negotiated_h2()
-        } else {
-            Connected::new()
-        }
-    }
 }
 
 impl AsyncRead for Tls {
