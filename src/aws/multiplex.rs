@@ -136,6 +136,9 @@ impl Origins {
     /// Waits until a request to `origin` may go; the guard ends its probe, if it is one.
     pub async fn admit(self: &Arc<Self>, origin: &str) -> Option<Mark> {
         let deadline = Instant::now() + MAX_WAIT;
+        // Made when first awaited, and once (every change of an origin wakes every waiter).
+        let timer = tokio::time::sleep_until(deadline);
+        tokio::pin!(timer);
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -145,13 +148,12 @@ impl Origins {
                 Admit::Probe => return Some(self.mark(origin.to_owned(), Origin::probe_ended)),
                 Admit::Wait => {}
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 return None;
             }
             tokio::select! {
                 () = &mut changed => {}
-                () = tokio::time::sleep(deadline - now) => {}
+                () = &mut timer => {}
             }
         }
     }

@@ -163,6 +163,11 @@ impl Tickets {
     /// its handshake as started. Returns whether a ticket was reserved for it.
     pub async fn turn(&self, name: &ServerName<'static>) -> bool {
         let deadline = Instant::now() + MAX_WAIT;
+        // One timer for the whole wait, moved only when the decision asks to look again
+        // sooner: every change of the store wakes every waiting connection, and a new timer at
+        // each wake was about ten a connection at 50 (BENCHMARKS.md, twelfth session).
+        let timer = tokio::time::sleep_until(deadline.into());
+        tokio::pin!(timer);
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -173,16 +178,19 @@ impl Tickets {
             } else {
                 self.with(name, |h| h.turn(now))
             };
-            let wait = match turn {
+            let wake = match turn {
                 Turn::Resume | Turn::Full => {
                     self.with(name, Host::started);
                     return turn == Turn::Resume;
                 }
-                Turn::Wait(wait) => wait.map_or(deadline - now, |w| w.min(deadline - now)),
+                Turn::Wait(wait) => wait.map_or(deadline, |w| (now + w).min(deadline)),
             };
+            if timer.deadline() != wake.into() {
+                timer.as_mut().reset(wake.into());
+            }
             tokio::select! {
                 () = &mut changed => {}
-                () = tokio::time::sleep(wait) => {}
+                () = &mut timer => {}
             }
         }
     }
