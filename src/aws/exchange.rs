@@ -25,7 +25,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tracing::debug;
-use zeroize::Zeroizing;
+use zeroize::Zeroize as _;
 
 /// The most header lines an answer may have.
 const MAX_HEADERS: usize = 100;
@@ -120,6 +120,39 @@ pub fn request_bytes(request: &http::request::Parts, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Bytes that may hold a secret (a request's body, an answer's), zeroed when dropped: the part
+/// that was written, not the whole capacity (which `zeroize`'s `Vec` does byte by byte, 4 KiB an
+/// answer). Whatever shrinks it zeroes what it leaves behind.
+#[derive(Debug, Default)]
+pub struct Wiped(Vec<u8>);
+
+impl Wiped {
+    /// `bytes`, zeroed when dropped.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Wiped(bytes)
+    }
+}
+
+impl std::ops::Deref for Wiped {
+    type Target = Vec<u8>;
+
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Wiped {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+}
+
+impl Drop for Wiped {
+    fn drop(&mut self) {
+        self.0.as_mut_slice().zeroize();
+    }
+}
+
 /// How an answer's body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Framing {
@@ -147,7 +180,7 @@ enum State {
 /// longer body is cut at `limit + 1` bytes, which the caller's limit then refuses).
 #[derive(Debug)]
 pub struct Reader {
-    buf: Zeroizing<Vec<u8>>,
+    buf: Wiped,
     state: State,
     limit: usize,
 }
@@ -165,7 +198,7 @@ impl Reader {
     /// A reader of one answer whose body is at most `limit` bytes.
     pub fn new(limit: usize) -> Self {
         Reader {
-            buf: Zeroizing::new(Vec::with_capacity(FIRST_READ)),
+            buf: Wiped::new(Vec::with_capacity(FIRST_READ)),
             state: State::Head,
             limit,
         }
@@ -181,7 +214,7 @@ impl Reader {
         if self.buf.capacity() - self.buf.len() < FIRST_READ / 4 {
             let more = self.buf.capacity().max(FIRST_READ);
             // Grown by hand so that the old buffer is zeroed, not left behind by `reserve`.
-            let mut grown = Zeroizing::new(Vec::with_capacity(self.buf.capacity() + more));
+            let mut grown = Wiped::new(Vec::with_capacity(self.buf.capacity() + more));
             grown.extend_from_slice(&self.buf);
             self.buf = grown;
         }
@@ -222,7 +255,11 @@ impl Reader {
                 if code == 101 {
                     return Err(Failed::Malformed("the server switched protocols"));
                 }
-                self.buf.drain(..len);
+                // Dropped by moving the rest down and zeroing the tail it leaves.
+                let keep = self.buf.len() - len;
+                self.buf.copy_within(len.., 0);
+                self.buf[keep..].zeroize();
+                self.buf.truncate(keep);
                 continue;
             }
             let mut headers = HeaderMap::with_capacity(parsed.headers.len());
@@ -479,7 +516,7 @@ impl Exchanges {
     {
         let origin = super::multiplex::origin_of(&parts.uri);
         // It may hold a plaintext (an Encrypt's body).
-        let wire = Zeroizing::new(request_bytes(&parts, body));
+        let wire = Wiped::new(request_bytes(&parts, body));
         let limit = super::tls::MAX_RESPONSE_BODY;
         if let Some(mut conn) = self.take_idle(&origin) {
             match exchange(&mut conn, &wire, limit).await {
@@ -504,7 +541,7 @@ impl Exchanges {
         conn: Conn,
     ) -> Result<HttpResponse, ConnectorError> {
         let origin = super::multiplex::origin_of(&parts.uri);
-        let wire = Zeroizing::new(request_bytes(&parts, body));
+        let wire = Wiped::new(request_bytes(&parts, body));
         self.send_wire(&wire, conn, origin).await
     }
 

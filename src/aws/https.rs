@@ -44,7 +44,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tracing::debug;
-use zeroize::Zeroizing;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -198,23 +197,20 @@ impl Https {
         if let Some(h2) = self.connector.shared_h2(origin) {
             return send_h2(h2, request).await;
         }
-        let (parts, body) = request.into_parts();
+        let (parts, mut body) = request.into_parts();
         // Every request of kms-env's has its body in memory; another is read into it.
-        let body = match body.bytes() {
-            Some(bytes) => Zeroizing::new(bytes.to_vec()),
-            None => Zeroizing::new(
-                http_body_util::BodyExt::collect(body)
-                    .await
-                    .map_err(ConnectorError::user)?
-                    .to_bytes()
-                    .to_vec(),
-            ),
-        };
+        if body.bytes().is_none() {
+            let collected = http_body_util::BodyExt::collect(body)
+                .await
+                .map_err(ConnectorError::user)?;
+            body = SdkBody::from(collected.to_bytes());
+        }
+        let bytes = body.bytes().unwrap_or_default();
         let connector = &self.connector;
         if self.origins.protocol(origin) == Some(Protocol::Http1) {
             return self
                 .exchanges
-                .send(parts, &body, |uri| async move {
+                .send(parts, bytes, |uri| async move {
                     let made = in_time(
                         connector.timeout,
                         connector.clone().connect(uri, Offer::Http1),
@@ -223,7 +219,11 @@ impl Https {
                     .map_err(connect_error)?;
                     match made {
                         Made::Http1(conn) => Ok(conn),
-                        Made::Http2(_) => unreachable!("HTTP/2 was not offered"),
+                        // rustls refuses a protocol it did not offer; kept an error regardless.
+                        Made::Http2(_) => Err(ConnectorError::other(
+                            "the server chose HTTP/2, which was not offered".into(),
+                            None,
+                        )),
                     }
                 })
                 .await;
@@ -235,11 +235,8 @@ impl Https {
         .await
         .map_err(connect_error)?;
         match made {
-            Made::Http1(conn) => self.exchanges.send_on(parts, &body, conn).await,
-            Made::Http2(h2) => {
-                let body = SdkBody::from(body.to_vec());
-                send_h2(h2, http::Request::from_parts(parts, body)).await
-            }
+            Made::Http1(conn) => self.exchanges.send_on(parts, bytes, conn).await,
+            Made::Http2(h2) => send_h2(h2, http::Request::from_parts(parts, body)).await,
         }
     }
 
