@@ -4,8 +4,9 @@
 //! A request to an origin that speaks HTTP/1.1 is an exchange of our own ([`super::exchange`]:
 //! the request in one write, the answer in one buffer; idle connections used again), and one to
 //! an origin that speaks HTTP/2 a stream on its one connection (hyper's HTTP/2 client,
-//! [`hyper::client::conn::http2`]). hyper's pooled client did both before; a start's calls spent
-//! most of their user-space CPU in its pool and dispatch (BENCHMARKS.md, twelfth session).
+//! [`hyper::client::conn::http2`]). hyper's pooled client did both before; its pool, dispatch
+//! channel and buffers were most of what a call cost over the floor (BENCHMARKS.md, twelfth
+//! session).
 //!
 //! A connection is a TCP connection (through the `HTTPS_PROXY` tunnel when one applies), then
 //! TLS with rustls and `ring` (kernel randomness; see BENCHMARKS.md), with one session store for

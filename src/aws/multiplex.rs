@@ -1,9 +1,9 @@
 //! HTTP/2 when a server offers it: the concurrent requests of a start share one connection.
 //!
-//! kms-env offers `h2` and `http/1.1` by ALPN, as the SDK's own client does. hyper's pool lets
-//! requests share an HTTP/2 connection once that connection is in the pool, but a start sends
-//! all its requests at once, before any connection exists, so each would make a connection and
-//! a TLS handshake of its own. So to an origin whose protocol is not known yet, or that speaks
+//! kms-env offers `h2` and `http/1.1` by ALPN, as the SDK's own client does. Requests share an
+//! origin's HTTP/2 connection once it is made ([`super::https`]), but a start sends all its
+//! requests at once, before any connection exists, so each would make a connection and a TLS
+//! handshake of its own. So to an origin whose protocol is not known yet, or that speaks
 //! HTTP/2 and has no open connection, the first request goes ahead and the others wait until
 //! its connection is made ([`MAX_WAIT`] at most): then they share it (HTTP/2) or make their own,
 //! resuming its TLS session (HTTP/1.1, [`super::resume`]). To an origin known to speak
@@ -103,7 +103,7 @@ impl Origin {
     }
 }
 
-/// The key of an origin: what hyper's pool keys connections by.
+/// The key of an origin (scheme, host and port), as HTTP clients key their connections.
 pub fn origin_of(uri: &http::Uri) -> String {
     format!(
         "{}://{}",

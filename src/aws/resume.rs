@@ -104,12 +104,22 @@ impl Host {
     }
 
     /// A handshake ended (either way) at `now`; a connection that `reserved` a ticket lets go
-    /// of the reservation (the ticket itself left the store when rustls took it).
-    pub fn ended(&mut self, now: Instant, reserved: bool) {
+    /// of the reservation (the ticket itself left the store when rustls took it). Returns whom
+    /// it concerns among the waiting connections.
+    pub fn ended(&mut self, now: Instant, reserved: bool) -> Wake {
         self.handshaking = self.handshaking.saturating_sub(1);
         self.last_done = Some(now);
         if reserved {
             self.reserved = self.reserved.saturating_sub(1);
+        }
+        if self.handshaking == 0 {
+            // Every waiting connection now waits for the grace, or goes.
+            Wake::All
+        } else if reserved && self.available > self.reserved {
+            // Its ticket was not taken (the handshake failed first): another can use it.
+            Wake::One
+        } else {
+            Wake::None
         }
     }
 
@@ -122,6 +132,19 @@ impl Host {
     fn ticket_out(&mut self) {
         self.available = self.available.saturating_sub(1);
     }
+}
+
+/// Whom a change of a [`Host`] concerns among the connections waiting for their turn: waking
+/// them all at each ticket and each handshake's end was about ten wake-ups a connection at 50
+/// (BENCHMARKS.md, twelfth session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// No decision changes.
+    None,
+    /// One more connection can resume (a ticket came, or a reservation was let go).
+    One,
+    /// Every decision may change.
+    All,
 }
 
 /// The session store of the HTTPS client, and the gate of its connections.
@@ -197,8 +220,16 @@ impl Tickets {
 
     /// The handshake of a connection ended; `reserved` is what [`Tickets::turn`] returned.
     pub fn ended(&self, name: &ServerName<'static>, reserved: bool) {
-        self.with(name, |h| h.ended(Instant::now(), reserved));
-        self.changed.notify_waiters();
+        let wake = self.with(name, |h| h.ended(Instant::now(), reserved));
+        self.wake(wake);
+    }
+
+    fn wake(&self, wake: Wake) {
+        match wake {
+            Wake::None => {}
+            Wake::One => self.changed.notify_one(),
+            Wake::All => self.changed.notify_waiters(),
+        }
     }
 }
 
@@ -239,7 +270,7 @@ impl ClientSessionStore for Tickets {
             s.tls13.push_back(value);
             s.host.ticket_in();
         });
-        self.changed.notify_waiters();
+        self.wake(Wake::One);
     }
 
     /// The newest ticket (as rustls's cache gives them).
@@ -318,5 +349,41 @@ mod tests {
         h.started();
         h.ended(t0, true);
         assert_eq!(h.turn(t0), Turn::Resume, "the ticket is still there");
+    }
+
+    #[test]
+    fn a_handshake_s_end_wakes_whom_it_concerns() {
+        let t0 = Instant::now();
+        let mut h = Host::default();
+        h.started();
+        h.started();
+        assert_eq!(
+            h.ended(t0, false),
+            Wake::None,
+            "another handshake is under way: the waiting still wait for it"
+        );
+        assert_eq!(
+            h.ended(t0, false),
+            Wake::All,
+            "none is under way: all decide again"
+        );
+        h.ticket_in();
+        h.ticket_in();
+        assert_eq!(h.turn(t0), Turn::Resume);
+        assert_eq!(h.turn(t0), Turn::Resume);
+        h.started();
+        h.started();
+        h.ticket_out();
+        assert_eq!(
+            h.ended(t0, true),
+            Wake::None,
+            "its ticket was used: none is spare"
+        );
+        h.started();
+        assert_eq!(
+            h.ended(t0, true),
+            Wake::One,
+            "a failed handshake let go of a ticket it had not taken"
+        );
     }
 }
