@@ -551,7 +551,7 @@ impl Drop for Handshake {
 
 /// One TLS connection.
 #[derive(Debug)]
-pub struct Tls {
+struct Tls {
     stream: tokio_rustls::client::TlsStream<TcpStream>,
     /// The handshake, until the connection is first read.
     unread: Option<Handshake>,
