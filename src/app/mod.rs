@@ -125,7 +125,9 @@ fn with_aws<T>(
                 format!("cannot start the async runtime: {e}"),
             )
         })?;
-    let out = rt.block_on(async {
+    // Boxed: on the stack, the run's future and its moves touched about seven more pages of
+    // it at every start (BENCHMARKS.md, twelfth session).
+    let out = rt.block_on(Box::pin(async {
         let deadline = Instant::now() + global.timeout;
         let run = async {
             let aws = load_config(
@@ -145,7 +147,7 @@ fn with_aws<T>(
                     "no answer before the deadline",
                 ))
             })
-    });
+    }));
     match then {
         // Never polled again: its connections close with the process image.
         Then::Ends => std::mem::forget(rt),
