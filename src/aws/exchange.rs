@@ -753,6 +753,27 @@ mod tests {
     }
 
     #[test]
+    fn a_body_larger_than_the_first_buffer_grows_it() {
+        let body: Vec<u8> = (0..20_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut wire =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        wire.extend_from_slice(&body);
+        for piece in [1000, 4096, 7000] {
+            let answer = read(&wire, piece, 1 << 20).unwrap();
+            assert_eq!(answer.body, body);
+            assert!(answer.reusable);
+        }
+        let mut chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for part in body.chunks(3000) {
+            chunked.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+            chunked.extend_from_slice(part);
+            chunked.extend_from_slice(b"\r\n");
+        }
+        chunked.extend_from_slice(b"0\r\n\r\n");
+        assert_eq!(read(&chunked, 4096, 1 << 20).unwrap().body, body);
+    }
+
+    #[test]
     fn a_body_over_the_limit_is_cut_one_byte_past_it() {
         let mut long = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n".to_vec();
         long.extend_from_slice(&[b'a'; 20]);
