@@ -499,7 +499,8 @@ pub struct Exchanges {
 }
 
 impl Exchanges {
-    /// Sends the request of `parts` and `body` on an idle connection to its origin or on one
+    /// Sends the request of `parts` and `body` on an idle connection to its `origin` (the key of
+    /// [`super::multiplex::origin_of`], which the caller has made) or on one
     /// `connect` makes, and reads its answer; the answer's body is at most
     /// [`super::tls::MAX_RESPONSE_BODY`] and one byte (the client's limit then refuses it). A
     /// reused connection that failed before any byte of an answer (the server closed it while
@@ -509,12 +510,12 @@ impl Exchanges {
         &self,
         parts: http::request::Parts,
         body: &[u8],
+        origin: String,
         connect: impl FnOnce(http::Uri) -> C,
     ) -> Result<HttpResponse, ConnectorError>
     where
         C: Future<Output = Result<Conn, ConnectorError>>,
     {
-        let origin = super::multiplex::origin_of(&parts.uri);
         // It may hold a plaintext (an Encrypt's body).
         let wire = Wiped::new(request_bytes(&parts, body));
         let limit = super::tls::MAX_RESPONSE_BODY;
@@ -533,14 +534,14 @@ impl Exchanges {
         self.send_wire(&wire, conn, origin).await
     }
 
-    /// Sends the request of `parts` and `body` on `conn`, a new connection.
+    /// Sends the request of `parts` and `body` on `conn`, a new connection to `origin`.
     pub async fn send_on(
         &self,
         parts: http::request::Parts,
         body: &[u8],
+        origin: String,
         conn: Conn,
     ) -> Result<HttpResponse, ConnectorError> {
-        let origin = super::multiplex::origin_of(&parts.uri);
         let wire = Wiped::new(request_bytes(&parts, body));
         self.send_wire(&wire, conn, origin).await
     }

@@ -20,11 +20,11 @@
 //! ([`Https::preconnect`], when a service's client is made), so that it is made while the first
 //! call waits for its credentials; the first request's connection takes it.
 
-use super::chain;
 use super::dns::SharedDns;
 use super::exchange;
 use super::multiplex::{Origins, Protocol, origin_of};
 use super::resume::Tickets;
+use super::{BoxError, chain};
 use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::client::result::ConnectorError;
@@ -45,8 +45,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tracing::debug;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The connect timeout passed; a timeout for the SDK's retry and for messages.
 #[derive(Debug, thiserror::Error)]
@@ -211,7 +209,7 @@ impl Https {
         if self.origins.protocol(origin) == Some(Protocol::Http1) {
             return self
                 .exchanges
-                .send(parts, bytes, |uri| async move {
+                .send(parts, bytes, origin.to_owned(), |uri| async move {
                     let made = in_time(
                         connector.timeout,
                         connector.clone().connect(uri, Offer::Http1),
@@ -236,7 +234,10 @@ impl Https {
         .await
         .map_err(connect_error)?;
         match made {
-            Made::Http1(conn) => self.exchanges.send_on(parts, bytes, conn).await,
+            Made::Http1(conn) => {
+                let origin = origin.to_owned();
+                self.exchanges.send_on(parts, bytes, origin, conn).await
+            }
             Made::Http2(h2) => send_h2(h2, http::Request::from_parts(parts, body)).await,
         }
     }
@@ -281,12 +282,7 @@ impl HttpConnector for Https {
         HttpConnectorFuture::new(async move {
             let origin = origin_of(request.uri());
             let _probe = this.origins.admit(&origin).await;
-            crate::deadline::within_limit(this.read_timeout, this.send(request, &origin), |limit| {
-                Err(ConnectorError::timeout(
-                    format!("no answer within {limit:?}").into(),
-                ))
-            })
-            .await
+            in_read_time(this.read_timeout, this.send(request, &origin)).await
         })
     }
 }
@@ -360,6 +356,19 @@ impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connector").finish_non_exhaustive()
     }
+}
+
+/// `send` (a request and its answer, connection included) within the read timeout `limit` of
+/// the SDK's settings.
+pub(super) fn in_read_time(
+    limit: Option<Duration>,
+    send: impl Future<Output = Result<HttpResponse, ConnectorError>>,
+) -> impl Future<Output = Result<HttpResponse, ConnectorError>> {
+    crate::deadline::within_limit(limit, send, |limit| {
+        Err(ConnectorError::timeout(
+            format!("no answer within {limit:?}").into(),
+        ))
+    })
 }
 
 /// `connect` within the connect timeout `limit` of the SDK's settings, which covers the whole

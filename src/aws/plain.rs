@@ -4,17 +4,16 @@
 //! timeouts of the caller's settings. Through `HTTP_PROXY`, the SDK's own client carries them
 //! ([`super::tls`]).
 
+use super::BoxError;
 use super::dns::SharedDns;
 use super::exchange::{Conn, Exchanges};
-use super::https::{connect_error, in_time};
+use super::https::{connect_error, in_read_time, in_time};
 use aws_smithy_runtime_api::client::http::HttpConnectorFuture;
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use hyper_util::client::legacy::connect::HttpConnector as Tcp;
 use std::sync::Arc;
 use std::time::Duration;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The plain-HTTP client: TCP connections (names looked up once per host, shared with the
 /// HTTPS client) and the idle ones.
@@ -52,7 +51,8 @@ impl Plain {
             let (parts, body) = request.into_parts();
             let body = body.bytes().unwrap_or_default();
             let mut tcp = this.tcp;
-            let send = this.exchanges.send(parts, body, |uri| async move {
+            let origin = super::multiplex::origin_of(&parts.uri);
+            let send = this.exchanges.send(parts, body, origin, |uri| async move {
                 let stream = in_time(connect, async {
                     tower_service::Service::call(&mut tcp, uri)
                         .await
@@ -62,12 +62,7 @@ impl Plain {
                 .map_err(connect_error)?;
                 Ok(Box::new(stream.into_inner()) as Conn)
             });
-            crate::deadline::within_limit(read, send, |limit| {
-                Err(ConnectorError::timeout(
-                    format!("no answer within {limit:?}").into(),
-                ))
-            })
-            .await
+            in_read_time(read, send).await
         })
     }
 }
