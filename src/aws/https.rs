@@ -81,10 +81,10 @@ enum Made {
 type H2 = hyper::client::conn::http2::SendRequest<SdkBody>;
 
 /// A TLS connection, its protocol, and its handshake as the session store counts it: the
-/// handshake is told ended when the connection is first read (and with it the server's session
-/// tickets), not when it was made (see [`Handshake`]).
+/// handshake is told ended when the server's first records after it are read (and with them
+/// its session tickets), not when it was made (see [`Handshake`]).
 type Opened = (
-    tokio_rustls::client::TlsStream<TcpStream>,
+    tokio_rustls::client::TlsStream<Watched>,
     Protocol,
     Handshake,
 );
@@ -443,10 +443,7 @@ impl Connector {
             },
             None => self.open(&dst, offer).await?,
         };
-        let tls = Tls {
-            stream,
-            unread: Some(handshake),
-        };
+        let tls = Tls::new(stream, handshake);
         if protocol == Protocol::Http1 {
             attempt.connected(protocol);
             return Ok(Made::Http1(Box::new(tls)));
@@ -512,14 +509,19 @@ impl Connector {
         let tls = self
             .base
             .handshake(|| {
-                tokio_rustls::TlsConnector::from(tls).connect(name.clone(), tcp.into_inner())
+                let tcp = Watched {
+                    tcp: tcp.into_inner(),
+                    got: false,
+                };
+                tokio_rustls::TlsConnector::from(tls).connect(name.clone(), tcp)
             })
             .await;
         let kind = tls
             .as_ref()
             .ok()
             .and_then(|t| t.get_ref().1.handshake_kind());
-        // A failed handshake ends here (the guard drops); a made one at its first read.
+        // A failed handshake ends here (the guard drops); a made one when the server's next
+        // records are read.
         let tls = tls?;
         let resumed = kind == Some(rustls::HandshakeKind::Resumed);
         let protocol = match tls.get_ref().1.alpn_protocol() {
@@ -537,14 +539,17 @@ impl Connector {
     }
 }
 
-/// A handshake under way, or made and not yet read: its end is told to the session store
-/// however it ends, also when the connection attempt is dropped half-way (a timeout), so that no
-/// connection waits for a handshake that is gone. A made connection's handshake ends at its
-/// first read, which takes in the session tickets the server sent after it: the session store
-/// waits for tickets only [`super::resume::GRACE`] after a handshake ends, and a connection that
-/// sat unread (an early one waiting for its request, or the first request's, queued behind the
-/// other calls' work on the one thread) had its tickets counted as never sent, so every other
-/// connection made a full handshake (BENCHMARKS.md, tenth session).
+/// A handshake under way, or made and the server's next records not yet read: its end is told
+/// to the session store however it ends, also when the connection attempt is dropped half-way
+/// (a timeout), so that no connection waits for a handshake that is gone. A made connection's
+/// handshake ends when a read first brings bytes from the server (or the connection's end, or
+/// an error): a TLS 1.3 server sends its session tickets right after the handshake, before any
+/// answer, so they are in the store by then. The session store waits for tickets only
+/// [`super::resume::GRACE`] after a handshake ends: a connection that sat unread (an early one
+/// waiting for its request, or the first request's, queued behind the other calls' work on the
+/// one thread) had its tickets counted as never sent (BENCHMARKS.md, tenth session), and so did
+/// one read before its tickets came, when the server or the one thread was slow: one start in
+/// twenty at TLS N = 50 then made 20 to 43 full handshakes (BENCHMARKS.md, thirteenth session).
 #[derive(Debug)]
 struct Handshake {
     tickets: Arc<Tickets>,
@@ -561,9 +566,21 @@ impl Drop for Handshake {
 /// One TLS connection.
 #[derive(Debug)]
 struct Tls {
-    stream: tokio_rustls::client::TlsStream<TcpStream>,
-    /// The handshake, until the connection is first read.
+    stream: tokio_rustls::client::TlsStream<Watched>,
+    /// The handshake, until the server's first records after it are read.
     unread: Option<Handshake>,
+}
+
+impl Tls {
+    /// The TLS connection `stream`, whose handshake's end `handshake` tells.
+    fn new(mut stream: tokio_rustls::client::TlsStream<Watched>, handshake: Handshake) -> Self {
+        // What the handshake itself read does not count.
+        stream.get_mut().0.got = false;
+        Self {
+            stream,
+            unread: Some(handshake),
+        }
+    }
 }
 
 impl AsyncRead for Tls {
@@ -573,9 +590,63 @@ impl AsyncRead for Tls {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let read = Pin::new(&mut self.stream).poll_read(cx, buf);
-        // The tickets this read took in are in the store: the handshake ends.
-        self.unread = None;
+        if read.is_ready() || self.stream.get_ref().0.got {
+            // The tickets the server sent after the handshake are in the store: it ends.
+            self.unread = None;
+        }
         read
+    }
+}
+
+/// A TCP connection that notes when a read gave something (bytes, its end or an error), so
+/// that its TLS connection knows when the server's first records after the handshake came.
+#[derive(Debug)]
+struct Watched {
+    tcp: TcpStream,
+    got: bool,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let read = Pin::new(&mut self.tcp).poll_read(cx, buf);
+        if read.is_ready() {
+            self.got = true;
+        }
+        read
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
     }
 }
 

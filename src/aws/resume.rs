@@ -35,9 +35,10 @@ pub const MAX_WAIT: Duration = Duration::from_millis(20);
 /// (`source::max_in_flight`); the oldest goes when another comes.
 pub const MAX_TICKETS: usize = 64;
 
-/// How long after the last handshake to a host ends a ticket is still expected (a TLS 1.3
-/// server sends its tickets after the client's Finished, so they come about a round trip
-/// after the client's handshake ends).
+/// How long after the last handshake to a host ends a ticket is still expected. A made
+/// handshake ends when the server's first records after it are read (`https::Handshake`),
+/// which, from a TLS 1.3 server that sends tickets, are its tickets: this is for a server that
+/// sends them later, and the end of a failed handshake.
 pub const GRACE: Duration = Duration::from_millis(5);
 
 /// What is known of one server's sessions.
@@ -196,10 +197,11 @@ impl Tickets {
             tokio::pin!(changed);
             changed.as_mut().enable();
             let now = Instant::now();
-            let turn = if now >= deadline {
-                Turn::Full
-            } else {
-                self.with(name, |h| h.turn(now))
+            // Past the deadline, a ticket that is there is still taken: a connection polled
+            // late, behind the other handshakes of the one thread, resumes all the same.
+            let turn = match self.with(name, |h| h.turn(now)) {
+                Turn::Wait(_) if now >= deadline => Turn::Full,
+                turn => turn,
             };
             let wake = match turn {
                 Turn::Resume | Turn::Full => {

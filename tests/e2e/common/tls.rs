@@ -8,6 +8,7 @@ use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// The handshakes a TLS front made, in full and resumed, the TCP connections it accepted, and
 /// what the clients offered by ALPN.
@@ -105,6 +106,19 @@ pub fn tls_front_with(tickets: usize) -> (String, String, Arc<Handshakes>) {
 /// (framed by Content-Length or chunked) relayed; when it closes without answering, or never
 /// answers, so does the front.
 pub fn tls_front_to(upstream: u16, tickets: usize) -> (String, String, Arc<Handshakes>) {
+    front(upstream, tickets, Duration::ZERO)
+}
+
+/// A TLS front as [`tls_front_with`] that holds each connection's session tickets back for
+/// `delay` after its handshake (a server, or a network, slow to send them).
+pub fn tls_front_with_late_tickets(
+    tickets: usize,
+    delay: Duration,
+) -> (String, String, Arc<Handshakes>) {
+    front(moto().port, tickets, delay)
+}
+
+fn front(upstream: u16, tickets: usize, delay: Duration) -> (String, String, Arc<Handshakes>) {
     let (config, ca) = server_config(tickets, &[]);
     let handshakes = Arc::new(Handshakes::default());
     let counts = handshakes.clone();
@@ -138,9 +152,29 @@ pub fn tls_front_to(upstream: u16, tickets: usize) -> (String, String, Arc<Hands
                 } else if offered == [b"http/1.1".to_vec()] {
                     counts.http1_only.fetch_add(1, Ordering::SeqCst);
                 }
-                let Ok(conn) = accepted.into_connection(config) else {
+                let Ok(mut conn) = accepted.into_connection(config) else {
                     return;
                 };
+                if !delay.is_zero() {
+                    // The handshake to its end by hand: its tickets are then queued, not
+                    // written (rustls's `complete_io` would write them at once); the next
+                    // write, `delay` later, sends them.
+                    while conn.is_handshaking() {
+                        while conn.wants_write() {
+                            if conn.write_tls(&mut tcp).is_err() {
+                                return;
+                            }
+                        }
+                        match conn.read_tls(&mut tcp) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                        if conn.process_new_packets().is_err() {
+                            return;
+                        }
+                    }
+                    std::thread::sleep(delay);
+                }
                 let mut tls = BufReader::new(rustls::StreamOwned::new(conn, tcp));
                 let mut counted = false;
                 while let Some((head, body)) = read_message(&mut tls) {
