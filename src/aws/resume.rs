@@ -14,14 +14,15 @@
 //! [`Tickets::turn`] waits for it. It keeps the TLS 1.3 tickets itself, up to [`MAX_TICKETS`] a
 //! server: rustls's in-memory cache keeps 8 and drops the oldest, so a connection that had
 //! reserved a ticket could find it gone and make a full handshake (BENCHMARKS.md, ninth
-//! session). Key-exchange hints and TLS 1.2 sessions stay in rustls's cache.
+//! session). It keeps key-exchange hints and TLS 1.2 sessions too, and finds a server by its
+//! name's text in a list: a start speaks to a handful of hosts, and hashing a `ServerName` (a
+//! SipHash write per lowercased character) a dozen times a connection was a tenth of what a
+//! connection cost over the floor (BENCHMARKS.md, thirteenth session).
 
 use rustls::NamedGroup;
-use rustls::client::{
-    ClientSessionMemoryCache, ClientSessionStore, Tls12ClientSessionValue, Tls13ClientSessionValue,
-};
+use rustls::client::{ClientSessionStore, Tls12ClientSessionValue, Tls13ClientSessionValue};
 use rustls::pki_types::ServerName;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -151,35 +152,51 @@ pub enum Wake {
 /// The session store of the HTTPS client, and the gate of its connections.
 #[derive(Debug)]
 pub struct Tickets {
-    /// Key-exchange hints and TLS 1.2 sessions.
-    store: ClientSessionMemoryCache,
-    hosts: Mutex<HashMap<ServerName<'static>, Server>>,
+    servers: Mutex<Vec<Server>>,
     changed: Notify,
 }
 
-/// One server's state and its TLS 1.3 tickets, oldest first (as many as [`Host`] counts).
-#[derive(Debug, Default)]
+/// One server (by its name's text, as the connections give it): its state, its TLS 1.3
+/// tickets, oldest first (as many as [`Host`] counts), its key-exchange hint and its TLS 1.2
+/// session.
+#[derive(Debug)]
 struct Server {
+    name: String,
     host: Host,
     tls13: VecDeque<Tls13ClientSessionValue>,
+    kx_hint: Option<NamedGroup>,
+    tls12: Option<Tls12ClientSessionValue>,
 }
 
 impl Tickets {
     /// An empty store.
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
-            store: ClientSessionMemoryCache::new(256),
-            hosts: Mutex::new(HashMap::new()),
+            servers: Mutex::new(Vec::new()),
             changed: Notify::new(),
         })
     }
 
-    fn with_server<T>(&self, name: &ServerName<'static>, f: impl FnOnce(&mut Server) -> T) -> T {
-        let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
-        f(hosts.entry(name.clone()).or_default())
+    fn with_server<T>(&self, name: &ServerName<'_>, f: impl FnOnce(&mut Server) -> T) -> T {
+        let name = name.to_str();
+        let mut servers = self.servers.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = match servers.iter().position(|s| s.name == *name) {
+            Some(at) => at,
+            None => {
+                servers.push(Server {
+                    name: name.into_owned(),
+                    host: Host::default(),
+                    tls13: VecDeque::new(),
+                    kx_hint: None,
+                    tls12: None,
+                });
+                servers.len() - 1
+            }
+        };
+        f(&mut servers[at])
     }
 
-    fn with<T>(&self, name: &ServerName<'static>, f: impl FnOnce(&mut Host) -> T) -> T {
+    fn with<T>(&self, name: &ServerName<'_>, f: impl FnOnce(&mut Host) -> T) -> T {
         self.with_server(name, |s| f(&mut s.host))
     }
 
@@ -237,26 +254,30 @@ impl Tickets {
 
 impl ClientSessionStore for Tickets {
     fn set_kx_hint(&self, server_name: ServerName<'static>, group: NamedGroup) {
-        self.store.set_kx_hint(server_name, group);
+        self.with_server(&server_name, |s| s.kx_hint = Some(group));
     }
 
     fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<NamedGroup> {
-        self.store.kx_hint(server_name)
+        self.with_server(server_name, |s| s.kx_hint)
     }
 
     fn set_tls12_session(&self, server_name: ServerName<'static>, value: Tls12ClientSessionValue) {
-        self.with(&server_name, |h| h.tls12 = true);
-        self.store.set_tls12_session(server_name, value);
+        self.with_server(&server_name, |s| {
+            s.host.tls12 = true;
+            s.tls12 = Some(value);
+        });
         self.changed.notify_waiters();
     }
 
     fn tls12_session(&self, server_name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
-        self.store.tls12_session(server_name)
+        self.with_server(server_name, |s| s.tls12.clone())
     }
 
     fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
-        self.with(server_name, |h| h.tls12 = false);
-        self.store.remove_tls12_session(server_name);
+        self.with_server(server_name, |s| {
+            s.host.tls12 = false;
+            s.tls12 = None;
+        });
     }
 
     fn insert_tls13_ticket(
@@ -387,5 +408,20 @@ mod tests {
             Wake::One,
             "a failed handshake let go of a ticket it had not taken"
         );
+    }
+
+    #[test]
+    fn each_server_has_its_own_state_and_key_exchange_hint() {
+        let tickets = Tickets::new();
+        let kms = ServerName::try_from("kms.eu-west-1.amazonaws.com").unwrap();
+        let ssm = ServerName::try_from("ssm.eu-west-1.amazonaws.com").unwrap();
+        tickets.set_kx_hint(kms.clone(), NamedGroup::X25519);
+        assert_eq!(tickets.kx_hint(&kms), Some(NamedGroup::X25519));
+        assert_eq!(tickets.kx_hint(&ssm), None);
+        tickets.with(&kms, Host::started);
+        assert_eq!(tickets.with(&kms, |h| h.handshaking), 1);
+        assert_eq!(tickets.with(&ssm, |h| h.handshaking), 0);
+        assert!(tickets.tls12_session(&kms).is_none());
+        assert_eq!(tickets.servers.lock().unwrap().len(), 2);
     }
 }
