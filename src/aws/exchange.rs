@@ -8,9 +8,9 @@
 //! else the connection's end. Interim (1xx) answers are skipped. A connection whose answer was
 //! complete, framed, and not marked `Connection: close` can carry the next request.
 //!
-//! [`request_bytes`] and [`Reader`] are the pure part (bytes in, bytes out); [`exchange`] is
-//! the I/O over a stream, and [`Exchanges`] sends the SDK's requests so, keeping the
-//! connections that can carry another one.
+//! [`request_bytes`] (and [`wire`]) and [`Reader`] are the pure part (bytes in, bytes out);
+//! [`exchange`] is the I/O over a stream, and [`Exchanges`] sends requests so, keeping the
+//! connections that can carry another one; [`response`] makes an answer the SDK's response.
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::ConnectorError;
@@ -71,15 +71,40 @@ pub struct Answer {
     pub reusable: bool,
 }
 
-/// The bytes of `request` with `body`: the request line in origin form, a `Host` header when
-/// the request has none (the URI's host, and its port unless it is the scheme's default, as
-/// hyper and SigV4's canonical request write it), the request's headers, and a
-/// `Content-Length` when the request has none.
+/// The bytes of `request` with `body` (see [`wire`]).
 pub fn request_bytes(request: &http::request::Parts, body: &[u8]) -> Vec<u8> {
-    let uri = &request.uri;
+    let headers: Vec<(&[u8], &[u8])> = request
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
+        .collect();
+    wire(
+        request.method.as_str(),
+        &request.uri,
+        headers.iter().copied(),
+        body,
+    )
+}
+
+/// The bytes of a `method` request to `uri` with the header fields `headers` and `body`: the
+/// request line in origin form, a `Host` header when `headers` has none (the URI's host, and
+/// its port unless it is the scheme's default, as hyper and SigV4's canonical request write
+/// it), the header fields, and a `Content-Length` when `headers` has none.
+pub fn wire<'a>(
+    method: &str,
+    uri: &http::Uri,
+    headers: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+    body: &[u8],
+) -> Vec<u8> {
+    let has = |wanted: &HeaderName| {
+        headers
+            .clone()
+            .any(|(name, _)| name.eq_ignore_ascii_case(wanted.as_str().as_bytes()))
+    };
+    let (has_host, has_length) = (has(&HOST), has(&CONTENT_LENGTH));
     let target = uri.path_and_query().map_or("/", |p| p.as_str());
     let mut out = Vec::with_capacity(512 + body.len());
-    out.extend_from_slice(request.method.as_str().as_bytes());
+    out.extend_from_slice(method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
@@ -89,9 +114,7 @@ pub fn request_bytes(request: &http::request::Parts, body: &[u8]) -> Vec<u8> {
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     };
-    if !request.headers.contains_key(HOST)
-        && let Some(host) = uri.host()
-    {
+    if !has_host && let Some(host) = uri.host() {
         let default = match uri.scheme_str() {
             Some("https") => Some(443),
             Some("http") => Some(80),
@@ -104,15 +127,12 @@ pub fn request_bytes(request: &http::request::Parts, body: &[u8]) -> Vec<u8> {
             _ => line(b"host", host.as_bytes()),
         }
     }
-    for (name, value) in &request.headers {
-        line(name.as_str().as_bytes(), value.as_bytes());
+    for (name, value) in headers {
+        line(name, value);
     }
-    let bodiless = matches!(
-        request.method.as_str(),
-        "GET" | "HEAD" | "DELETE" | "OPTIONS"
-    );
+    let bodiless = matches!(method, "GET" | "HEAD" | "DELETE" | "OPTIONS");
     let no_length = bodiless && body.is_empty();
-    if !(no_length || request.headers.contains_key(CONTENT_LENGTH)) {
+    if !(no_length || has_length) {
         line(b"content-length", body.len().to_string().as_bytes());
     }
     out.extend_from_slice(b"\r\n");
@@ -499,29 +519,25 @@ pub struct Exchanges {
 }
 
 impl Exchanges {
-    /// Sends the request of `parts` and `body` on an idle connection to its `origin` (the key of
-    /// [`super::multiplex::origin_of`], which the caller has made) or on one
-    /// `connect` makes, and reads its answer; the answer's body is at most
-    /// [`super::tls::MAX_RESPONSE_BODY`] and one byte (the client's limit then refuses it). A
-    /// reused connection that failed before any byte of an answer (the server closed it while
-    /// it was idle) is replaced by a new one, as hyper's pool does; a connection whose answer
-    /// lets it carry another request becomes idle again.
+    /// Sends `wire` (the bytes of [`wire`] or [`request_bytes`]) on an idle connection to its
+    /// `origin` (the key of [`super::multiplex::origin_of`]) or on one `connect` makes, and
+    /// reads its answer; the answer's body is at most [`super::tls::MAX_RESPONSE_BODY`] and one
+    /// byte (which the caller then refuses). A reused connection that failed before any byte of
+    /// an answer (the server closed it while it was idle) is replaced by a new one, as hyper's
+    /// pool does; a connection whose answer lets it carry another request becomes idle again.
     pub async fn send<C>(
         &self,
-        parts: http::request::Parts,
-        body: &[u8],
-        origin: String,
-        connect: impl FnOnce(http::Uri) -> C,
-    ) -> Result<HttpResponse, ConnectorError>
+        wire: &[u8],
+        origin: &str,
+        connect: impl FnOnce() -> C,
+    ) -> Result<Answer, ConnectorError>
     where
         C: Future<Output = Result<Conn, ConnectorError>>,
     {
-        // It may hold a plaintext (an Encrypt's body).
-        let wire = Wiped::new(request_bytes(&parts, body));
         let limit = super::tls::MAX_RESPONSE_BODY;
-        if let Some(mut conn) = self.take_idle(&origin) {
-            match exchange(&mut conn, &wire, limit).await {
-                Ok(answer) => return self.answer(answer, conn, origin),
+        if let Some(mut conn) = self.take_idle(origin) {
+            match exchange(&mut conn, wire, limit).await {
+                Ok(answer) => return Ok(self.keep(answer, conn, origin)),
                 Err(f) if !f.answered => debug!(
                     "a reused connection to {origin} failed before an answer ({}); the request \
                      goes on a new connection",
@@ -530,31 +546,19 @@ impl Exchanges {
                 Err(f) => return Err(connector_error(f.failed)),
             }
         }
-        let conn = connect(parts.uri.clone()).await?;
-        self.send_wire(&wire, conn, origin).await
+        let conn = connect().await?;
+        self.send_on(wire, origin, conn).await
     }
 
-    /// Sends the request of `parts` and `body` on `conn`, a new connection to `origin`.
+    /// Sends `wire` on `conn`, a new connection to `origin`, and reads its answer.
     pub async fn send_on(
         &self,
-        parts: http::request::Parts,
-        body: &[u8],
-        origin: String,
-        conn: Conn,
-    ) -> Result<HttpResponse, ConnectorError> {
-        let wire = Wiped::new(request_bytes(&parts, body));
-        self.send_wire(&wire, conn, origin).await
-    }
-
-    /// Sends `wire` on `conn` and reads its answer.
-    async fn send_wire(
-        &self,
         wire: &[u8],
+        origin: &str,
         mut conn: Conn,
-        origin: String,
-    ) -> Result<HttpResponse, ConnectorError> {
+    ) -> Result<Answer, ConnectorError> {
         match exchange(&mut conn, wire, super::tls::MAX_RESPONSE_BODY).await {
-            Ok(answer) => self.answer(answer, conn, origin),
+            Ok(answer) => Ok(self.keep(answer, conn, origin)),
             Err(f) => Err(connector_error(f.failed)),
         }
     }
@@ -567,26 +571,27 @@ impl Exchanges {
         list.pop().map(|(conn, _)| conn)
     }
 
-    /// The SDK's response of `answer`; `conn` becomes idle if it can carry another request.
-    fn answer(
-        &self,
-        answer: Answer,
-        conn: Conn,
-        origin: String,
-    ) -> Result<HttpResponse, ConnectorError> {
+    /// `answer`; `conn` becomes idle if it can carry another request.
+    fn keep(&self, answer: Answer, conn: Conn, origin: &str) -> Answer {
         if answer.reusable {
-            self.idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(origin)
-                .or_default()
-                .push((conn, Instant::now()));
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            match idle.get_mut(origin) {
+                Some(list) => list.push((conn, Instant::now())),
+                None => {
+                    idle.insert(origin.to_owned(), vec![(conn, Instant::now())]);
+                }
+            }
         }
-        let mut response = http::Response::new(SdkBody::from(answer.body));
-        *response.status_mut() = answer.status;
-        *response.headers_mut() = answer.headers;
-        HttpResponse::try_from(response).map_err(|e| ConnectorError::other(e.into(), None))
+        answer
     }
+}
+
+/// The SDK's response of `answer`.
+pub fn response(answer: Answer) -> Result<HttpResponse, ConnectorError> {
+    let mut response = http::Response::new(SdkBody::from(answer.body));
+    *response.status_mut() = answer.status;
+    *response.headers_mut() = answer.headers;
+    HttpResponse::try_from(response).map_err(|e| ConnectorError::other(e.into(), None))
 }
 
 /// The SDK's view of a failed exchange, as the HTTPS client classifies hyper's failures: I/O

@@ -24,6 +24,7 @@ use super::dns::SharedDns;
 use super::exchange;
 use super::multiplex::{Origins, Protocol, origin_of};
 use super::resume::Tickets;
+use super::tls::{Post, PostError, Reply};
 use super::{BoxError, chain};
 use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
@@ -188,31 +189,20 @@ impl Https {
     /// [`exchange`] on an idle connection or a new one offering HTTP/1.1 alone if it is known to
     /// speak HTTP/1.1; otherwise on a new connection offering both (or the early one), whose
     /// protocol the origin then learns.
-    async fn send(
-        &self,
-        request: http::Request<SdkBody>,
-        origin: &str,
-    ) -> Result<HttpResponse, ConnectorError> {
+    async fn send(&self, request: impl Outgoing, origin: &str) -> Result<Sent, ConnectorError> {
         if let Some(h2) = self.connector.shared_h2(origin) {
-            return send_h2(h2, request).await;
+            return send_h2(h2, request.http()?).await;
         }
-        let (parts, mut body) = request.into_parts();
-        // Every request of kms-env's has its body in memory; another is read into it.
-        if body.bytes().is_none() {
-            let collected = http_body_util::BodyExt::collect(body)
-                .await
-                .map_err(ConnectorError::user)?;
-            body = SdkBody::from(collected.to_bytes());
-        }
-        let bytes = body.bytes().unwrap_or_default();
+        let wire = request.wire();
         let connector = &self.connector;
         if self.origins.protocol(origin) == Some(Protocol::Http1) {
-            return self
+            let uri = request.uri();
+            let answer = self
                 .exchanges
-                .send(parts, bytes, origin.to_owned(), |uri| async move {
+                .send(&wire, origin, || async move {
                     let made = in_time(
                         connector.timeout,
-                        connector.clone().connect(uri, Offer::Http1),
+                        connector.clone().connect(uri.clone(), Offer::Http1),
                     )
                     .await
                     .map_err(connect_error)?;
@@ -225,20 +215,32 @@ impl Https {
                         )),
                     }
                 })
-                .await;
+                .await?;
+            return Ok(Sent::Answer(answer));
         }
         let made = in_time(
             connector.timeout,
-            connector.clone().connect(parts.uri.clone(), Offer::Both),
+            connector
+                .clone()
+                .connect(request.uri().clone(), Offer::Both),
         )
         .await
         .map_err(connect_error)?;
         match made {
-            Made::Http1(conn) => {
-                let origin = origin.to_owned();
-                self.exchanges.send_on(parts, bytes, origin, conn).await
-            }
-            Made::Http2(h2) => send_h2(h2, http::Request::from_parts(parts, body)).await,
+            Made::Http1(conn) => Ok(Sent::Answer(
+                self.exchanges.send_on(&wire, origin, conn).await?,
+            )),
+            Made::Http2(h2) => send_h2(h2, request.http()?).await,
+        }
+    }
+
+    /// Sends `post` ([`super::json`]'s calls) and reads its answer: as the SDK's requests are
+    /// sent, without the SDK's request and response types.
+    pub async fn post(&self, post: Post<'_>) -> Result<Reply, PostError> {
+        let _probe = self.origins.admit(post.origin).await;
+        match in_read_time(self.read_timeout, self.send(post, post.origin)).await? {
+            Sent::Answer(answer) => Ok(Reply::of(answer)),
+            Sent::H2(response) => Reply::read(response).await,
         }
     }
 
@@ -281,22 +283,77 @@ impl HttpConnector for Https {
         let this = self.clone();
         HttpConnectorFuture::new(async move {
             let origin = origin_of(request.uri());
+            let (parts, mut body) = request.into_parts();
+            // Every request of kms-env's has its body in memory; another is read into it.
+            if body.bytes().is_none() {
+                let collected = http_body_util::BodyExt::collect(body)
+                    .await
+                    .map_err(ConnectorError::user)?;
+                body = SdkBody::from(collected.to_bytes());
+            }
             let _probe = this.origins.admit(&origin).await;
-            in_read_time(this.read_timeout, this.send(request, &origin)).await
+            match in_read_time(this.read_timeout, this.send((parts, body), &origin)).await? {
+                Sent::Answer(answer) => exchange::response(answer),
+                Sent::H2(response) => HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
+                    .map_err(|e| ConnectorError::other(e.into(), None)),
+            }
         })
     }
 }
 
+/// A request as [`Https::send`] sends it: its bytes on an HTTP/1.1 connection, an `http`
+/// request on an HTTP/2 one.
+trait Outgoing {
+    fn uri(&self) -> &http::Uri;
+    fn wire(&self) -> exchange::Wiped;
+    fn http(self) -> Result<http::Request<SdkBody>, ConnectorError>;
+}
+
+/// The SDK's requests (the body in memory).
+impl Outgoing for (http::request::Parts, SdkBody) {
+    fn uri(&self) -> &http::Uri {
+        &self.0.uri
+    }
+
+    fn wire(&self) -> exchange::Wiped {
+        // It may hold a plaintext (an Encrypt's body).
+        exchange::Wiped::new(exchange::request_bytes(
+            &self.0,
+            self.1.bytes().unwrap_or_default(),
+        ))
+    }
+
+    fn http(self) -> Result<http::Request<SdkBody>, ConnectorError> {
+        Ok(http::Request::from_parts(self.0, self.1))
+    }
+}
+
+impl Outgoing for Post<'_> {
+    fn uri(&self) -> &http::Uri {
+        self.uri
+    }
+
+    fn wire(&self) -> exchange::Wiped {
+        Post::wire(self)
+    }
+
+    fn http(self) -> Result<http::Request<SdkBody>, ConnectorError> {
+        Post::http(&self)
+    }
+}
+
+/// What [`Https::send`] got: an HTTP/1.1 exchange's answer, or an HTTP/2 response.
+enum Sent {
+    Answer(exchange::Answer),
+    H2(http::Response<hyper::body::Incoming>),
+}
+
 /// Sends `request` on the HTTP/2 connection of `h2`.
-async fn send_h2(
-    mut h2: H2,
-    mut request: http::Request<SdkBody>,
-) -> Result<HttpResponse, ConnectorError> {
+async fn send_h2(mut h2: H2, mut request: http::Request<SdkBody>) -> Result<Sent, ConnectorError> {
     *request.version_mut() = http::Version::HTTP_2;
     h2.ready().await.map_err(connector_error)?;
     let response = h2.send_request(request).await.map_err(connector_error)?;
-    HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
-        .map_err(|e| ConnectorError::other(e.into(), None))
+    Ok(Sent::H2(response))
 }
 
 /// The SDK's view of a connection that was not made (as its own client classifies them:
@@ -360,10 +417,10 @@ impl std::fmt::Debug for Connector {
 
 /// `send` (a request and its answer, connection included) within the read timeout `limit` of
 /// the SDK's settings.
-pub(super) fn in_read_time(
+pub(super) fn in_read_time<T>(
     limit: Option<Duration>,
-    send: impl Future<Output = Result<HttpResponse, ConnectorError>>,
-) -> impl Future<Output = Result<HttpResponse, ConnectorError>> {
+    send: impl Future<Output = Result<T, ConnectorError>>,
+) -> impl Future<Output = Result<T, ConnectorError>> {
     crate::deadline::within_limit(limit, send, |limit| {
         Err(ConnectorError::timeout(
             format!("no answer within {limit:?}").into(),

@@ -8,27 +8,23 @@
 //! (configuration layers, interceptors, type-erased boxes) was most of a call's user-space CPU;
 //! see BENCHMARKS.md. The endpoint comes from the service crate's own resolver and the
 //! credentials from the configuration's provider, fetched once per start.
-use super::tls::Transport;
+use super::tls::{MAX_RESPONSE_BODY, Post, PostError, Poster, Transport};
 use super::{Attempts, Codes, class_of_code, credentials_reason, describe, error_of, find_source};
 use crate::error::{Class, Reason};
 use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::ProvideCredentials as _;
 use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sigv4::http_request::SigningInstructions;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::http::{
-    HttpConnector as _, HttpConnectorSettings, SharedHttpConnector,
-};
+use aws_smithy_runtime_api::client::http::HttpConnectorSettings;
 use aws_smithy_runtime_api::client::identity::Identity;
-use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_types::Document;
-use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::endpoint::Endpoint;
 use aws_smithy_types::retry::ErrorKind;
 use aws_types::service_config::ServiceConfigKey;
-use http_body_util::BodyExt as _;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 use zeroize::Zeroizing;
@@ -92,7 +88,7 @@ pub struct Target {
 pub struct Shared {
     config: SdkConfig,
     transport: Transport,
-    connector: SharedHttpConnector,
+    poster: Poster,
     credentials: tokio::sync::OnceCell<Result<Credentials, Reason>>,
     max_attempts: u32,
     initial_backoff: Duration,
@@ -113,7 +109,7 @@ impl Shared {
         Arc::new(Shared {
             config: config.clone(),
             transport: transport.clone(),
-            connector: transport.connector(&settings),
+            poster: transport.poster(&settings),
             credentials: tokio::sync::OnceCell::new(),
             max_attempts: retry.map_or(super::DEFAULT_MAX_ATTEMPTS, |r| r.max_attempts().max(1)),
             initial_backoff: retry.map_or(super::INITIAL_BACKOFF, |r| r.initial_backoff()),
@@ -215,12 +211,20 @@ impl Clients {
             )
         })?;
         let (signing_region, signing_name) = signing_of(&endpoint);
+        let uri = endpoint.url().parse::<http::Uri>().map_err(|e| {
+            Reason::new(
+                Class::Config,
+                format!("the {} endpoint is not a URL: {e}", self.service.id),
+            )
+        })?;
         self.shared.transport.prefetch(endpoint.url());
         Ok(Client {
             shared: self.shared.clone(),
             service: self.service,
             authority: super::authority(endpoint.url()),
             url: endpoint.url().to_owned(),
+            origin: super::multiplex::origin_of(&uri),
+            uri,
             signing_region: signing_region.unwrap_or_else(|| region.to_owned()),
             signing_name: signing_name.unwrap_or_else(|| self.service.signing_name.to_owned()),
         })
@@ -255,6 +259,9 @@ pub struct Client {
     /// `host:port` of `url`, for messages.
     authority: Option<String>,
     url: String,
+    /// `url` parsed, and its origin ([`super::multiplex::origin_of`]): made once.
+    uri: http::Uri,
+    origin: String,
     signing_region: String,
     signing_name: String,
 }
@@ -342,13 +349,21 @@ impl Client {
         loop {
             // The attempt's future is made in the expression that awaits it: bound to a name,
             // it would be held twice (see `source::within`).
+            let target = format!("{}.{operation}", self.service.target);
+            let signed = self.sign(&target, body, &credentials)?;
+            let mut headers = Vec::with_capacity(HEADERS.len() + 5);
+            headers.extend_from_slice(&HEADERS);
+            headers.push(("x-amz-target", target.as_str()));
+            headers.extend(signed.headers());
+            let post = Post {
+                uri: &self.uri,
+                origin: &self.origin,
+                headers: &headers,
+                body,
+            };
             let outcome = in_attempt_time(
                 self.shared.attempt_timeout,
-                self.attempt(
-                    self.request(operation, body, &credentials)?,
-                    codes,
-                    endpoint,
-                ),
+                self.attempt(post, codes, endpoint),
             )
             .await;
             attempts.record(outcome.as_ref().err().map(|f| f.seen.clone()));
@@ -376,21 +391,19 @@ impl Client {
         }
     }
 
-    /// The signed request of one attempt.
-    fn request(
+    /// The signature of one attempt of a call to `target` with `body`: the header fields it
+    /// adds (`x-amz-date`, `authorization`, and `x-amz-security-token` with temporary
+    /// credentials). Signed are `host` (as the request's bytes write it: see
+    /// [`super::exchange::wire`]), [`HEADERS`] and `x-amz-target`.
+    fn sign(
         &self,
-        operation: &str,
+        target: &str,
         body: &[u8],
         credentials: &Credentials,
-    ) -> Result<HttpRequest, Reason> {
+    ) -> Result<SigningInstructions, Reason> {
         let unsigned = |e: &dyn std::fmt::Display| {
             Reason::new(Class::Config, format!("cannot sign the request: {e}"))
         };
-        let target = format!("{}.{operation}", self.service.target);
-        let headers = [
-            ("content-type", "application/x-amz-json-1.1"),
-            ("x-amz-target", target.as_str()),
-        ];
         let identity = Identity::from(credentials.clone());
         let params = v4::SigningParams::builder()
             .identity(&identity)
@@ -401,6 +414,7 @@ impl Client {
             .build()
             .map_err(|e| unsigned(&e))?
             .into();
+        let headers = [HEADERS[0], ("x-amz-target", target)];
         let signable = SignableRequest::new(
             "POST",
             self.url.as_str(),
@@ -411,46 +425,47 @@ impl Client {
         let (instructions, _) = sign(signable, &params)
             .map_err(|e| unsigned(&e))?
             .into_parts();
-        let mut request = http::Request::post(self.url.as_str());
-        for (name, value) in headers {
-            request = request.header(name, value);
-        }
-        request = request.header("user-agent", USER_AGENT);
-        let mut request = request
-            .body(SdkBody::from(body))
-            .map_err(|e| unsigned(&e))?;
-        instructions.apply_to_request_http1x(&mut request);
-        HttpRequest::try_from(request).map_err(|e| unsigned(&e))
+        Ok(instructions)
     }
 
     /// Sends one attempt and reads its answer.
     async fn attempt(
         &self,
-        request: HttpRequest,
+        post: Post<'_>,
         codes: Codes,
         endpoint: Option<&str>,
     ) -> Result<Answer, Failed> {
-        let response = self
-            .shared
-            .connector
-            .call(request)
-            .await
-            .map_err(|e| dispatch_failure(&e, endpoint))?;
-        let status = response.status().as_u16();
-        let header_code = response
-            .headers()
-            .get("x-amzn-ErrorType")
-            .map(str::to_owned);
-        let body = match response.into_body().collect().await {
-            Ok(collected) => Zeroizing::new(collected.to_bytes().to_vec()),
-            Err(e) => return Err(unusable(e.as_ref(), endpoint)),
+        let reply = match self.shared.poster.post(post).await {
+            Ok(reply) => reply,
+            Err(PostError::Dispatch(e)) => return Err(dispatch_failure(&e, endpoint)),
+            Err(PostError::Body(e)) => return Err(unusable(e.as_ref(), endpoint)),
         };
-        if (200..300).contains(&status) {
-            return Ok(body);
+        if reply.body.len() > MAX_RESPONSE_BODY {
+            let reason = super::too_large(endpoint);
+            return Err(Failed {
+                seen: (reason.class, reason.detail.clone()),
+                reason,
+                retry: false,
+            });
         }
-        Err(service_error(status, header_code.as_deref(), &body, codes))
+        if (200..300).contains(&reply.status) {
+            return Ok(reply.body);
+        }
+        Err(service_error(
+            reply.status,
+            reply.error_type.as_deref(),
+            &reply.body,
+            codes,
+        ))
     }
 }
+
+/// The header fields of every call but `x-amz-target` (and what signing adds): the JSON 1.1
+/// content type, signed, and what kms-env calls itself (CloudTrail shows it), not signed.
+const HEADERS: [(&str, &str); 2] = [
+    ("content-type", "application/x-amz-json-1.1"),
+    ("user-agent", USER_AGENT),
+];
 
 /// `attempt` within the attempt timeout `limit`, when one is set (see
 /// [`crate::deadline::within_limit`]).

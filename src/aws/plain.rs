@@ -6,8 +6,10 @@
 
 use super::BoxError;
 use super::dns::SharedDns;
-use super::exchange::{Conn, Exchanges};
+use super::exchange::{Answer, Conn, Exchanges, Wiped, request_bytes, response};
 use super::https::{connect_error, in_read_time, in_time};
+use super::multiplex::origin_of;
+use super::tls::{Post, Reply};
 use aws_smithy_runtime_api::client::http::HttpConnectorFuture;
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
@@ -49,20 +51,47 @@ impl Plain {
         let this = self.clone();
         HttpConnectorFuture::new(async move {
             let (parts, body) = request.into_parts();
-            let body = body.bytes().unwrap_or_default();
-            let mut tcp = this.tcp;
-            let origin = super::multiplex::origin_of(&parts.uri);
-            let send = this.exchanges.send(parts, body, origin, |uri| async move {
-                let stream = in_time(connect, async {
-                    tower_service::Service::call(&mut tcp, uri)
-                        .await
-                        .map_err(BoxError::from)
-                })
-                .await
-                .map_err(connect_error)?;
-                Ok(Box::new(stream.into_inner()) as Conn)
-            });
-            in_read_time(read, send).await
+            // It may hold a plaintext (an Encrypt's body).
+            let wire = Wiped::new(request_bytes(&parts, body.bytes().unwrap_or_default()));
+            let origin = origin_of(&parts.uri);
+            response(this.send(&wire, &parts.uri, &origin, connect, read).await?)
         })
+    }
+
+    /// Sends `post` ([`super::json`]'s calls), connecting within `connect` and answered within
+    /// `read`.
+    pub async fn post(
+        &self,
+        post: Post<'_>,
+        connect: Option<Duration>,
+        read: Option<Duration>,
+    ) -> Result<Reply, ConnectorError> {
+        let answer = self
+            .send(&post.wire(), post.uri, post.origin, connect, read)
+            .await?;
+        Ok(Reply::of(answer))
+    }
+
+    /// Sends `wire` to `uri` (whose origin is `origin`).
+    async fn send(
+        &self,
+        wire: &[u8],
+        uri: &http::Uri,
+        origin: &str,
+        connect: Option<Duration>,
+        read: Option<Duration>,
+    ) -> Result<Answer, ConnectorError> {
+        let send = self.exchanges.send(wire, origin, || async move {
+            let mut tcp = self.tcp.clone();
+            let stream = in_time(connect, async {
+                tower_service::Service::call(&mut tcp, uri.clone())
+                    .await
+                    .map_err(BoxError::from)
+            })
+            .await
+            .map_err(connect_error)?;
+            Ok(Box::new(stream.into_inner()) as Conn)
+        });
+        in_read_time(read, send).await
     }
 }

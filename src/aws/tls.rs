@@ -13,7 +13,9 @@
 //! private CAs, TLS-inspecting proxies); those are read and checked at start, so a bad bundle is a
 //! configuration error (78) before any call. See README "Containers".
 
+use super::BoxError;
 use super::dns::SharedDns;
+use super::exchange::Wiped;
 use super::https::{Https, TlsConfig};
 use super::plain::Plain;
 use super::roots::Roots;
@@ -26,6 +28,7 @@ use aws_smithy_runtime_api::client::http::{
     SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use hyper_util::client::proxy::matcher::Matcher;
@@ -35,6 +38,7 @@ use std::io::{self, BufRead};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use tracing::debug;
+use zeroize::Zeroizing;
 
 /// Where distributions keep their CA bundle (as rustls-native-certs and openssl look).
 const SYSTEM_BUNDLES: &[&str] = &[
@@ -456,15 +460,148 @@ impl Transport {
         SharedHttpClient::new(LazyTls(self.0.clone()))
     }
 
-    /// A connector with `settings` (connect and read timeouts) for calls made without the SDK.
-    pub fn connector(&self, settings: &HttpConnectorSettings) -> SharedHttpConnector {
+    /// The sender of [`Post`]s with `settings` (connect and read timeouts), for the calls made
+    /// without the SDK.
+    pub fn poster(&self, settings: &HttpConnectorSettings) -> Poster {
         let _ = self.0.settings.set(settings.clone());
-        SharedHttpConnector::new(ByScheme {
+        Poster(Arc::new(ByScheme {
             clients: self.0.clone(),
             settings: settings.clone(),
             components: None,
             plain: OnceLock::new(),
-        })
+        }))
+    }
+}
+
+/// A `POST` of kms-env's own calls ([`super::json`]), as the clients under [`Poster`] send it
+/// without the SDK's request and response types: its URI parsed and its origin key made once
+/// per client, its header fields as the signing gave them, written straight to an HTTP/1.1
+/// request's bytes (the SDK's types were about a fifth of what a call cost over the floor:
+/// BENCHMARKS.md, thirteenth session).
+#[derive(Debug, Clone, Copy)]
+pub struct Post<'a> {
+    /// The endpoint's URI.
+    pub uri: &'a http::Uri,
+    /// Its origin ([`super::multiplex::origin_of`]).
+    pub origin: &'a str,
+    /// The header fields, but `host` and `content-length`.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// The body.
+    pub body: &'a [u8],
+}
+
+impl Post<'_> {
+    /// Its bytes as an HTTP/1.1 request; zeroed when dropped (the body may hold a plaintext).
+    pub fn wire(&self) -> Wiped {
+        let headers = self
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_bytes(), value.as_bytes()));
+        Wiped::new(super::exchange::wire("POST", self.uri, headers, self.body))
+    }
+
+    /// It as an `http` request (for HTTP/2, and for the SDK's client under `HTTP_PROXY`).
+    pub fn http(&self) -> Result<http::Request<SdkBody>, ConnectorError> {
+        let mut request = http::Request::post(self.uri.clone());
+        for (name, value) in self.headers {
+            request = request.header(*name, *value);
+        }
+        request
+            .body(SdkBody::from(self.body.to_vec()))
+            .map_err(|e| ConnectorError::user(e.into()))
+    }
+}
+
+/// The answer to a [`Post`]: what [`super::json`] reads of it.
+#[derive(Debug)]
+pub struct Reply {
+    /// The status.
+    pub status: u16,
+    /// The `x-amzn-ErrorType` header, if any.
+    pub error_type: Option<String>,
+    /// The body, zeroed when dropped: at most [`MAX_RESPONSE_BODY`] and one byte, which the
+    /// caller refuses.
+    pub body: Zeroizing<Vec<u8>>,
+}
+
+impl Reply {
+    /// The reply of an HTTP/1.1 exchange's answer.
+    pub fn of(answer: super::exchange::Answer) -> Self {
+        Reply {
+            status: answer.status.as_u16(),
+            error_type: error_type(&answer.headers),
+            body: Zeroizing::new(answer.body),
+        }
+    }
+
+    /// The reply of an `http` response, its body read (at most [`MAX_RESPONSE_BODY`]).
+    pub async fn read<B>(response: http::Response<B>) -> Result<Self, PostError>
+    where
+        B: hyper::body::Body,
+        B::Error: Into<BoxError>,
+    {
+        let status = response.status().as_u16();
+        let error_type = error_type(response.headers());
+        let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BODY);
+        match http_body_util::BodyExt::collect(body).await {
+            Ok(collected) => Ok(Reply {
+                status,
+                error_type,
+                body: Zeroizing::new(collected.to_bytes().to_vec()),
+            }),
+            Err(e) => Err(PostError::Body(e)),
+        }
+    }
+}
+
+fn error_type(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get("x-amzn-ErrorType")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Why a [`Post`] has no [`Reply`].
+#[derive(Debug)]
+pub enum PostError {
+    /// No answer (the connection, a timeout), as the SDK's connectors say it.
+    Dispatch(ConnectorError),
+    /// An answer whose body could not be read (cut off, or over the limit).
+    Body(BoxError),
+}
+
+impl From<ConnectorError> for PostError {
+    fn from(e: ConnectorError) -> Self {
+        PostError::Dispatch(e)
+    }
+}
+
+/// Sends the [`Post`]s of [`super::json`] by scheme, as the SDK's connector does its requests:
+/// HTTPS through our client, plain HTTP through ours unless `HTTP_PROXY` is set, then through
+/// the SDK's.
+#[derive(Debug, Clone)]
+pub struct Poster(Arc<ByScheme>);
+
+impl Poster {
+    /// Sends `post` and reads its answer.
+    pub async fn post(&self, post: Post<'_>) -> Result<Reply, PostError> {
+        let by = &self.0;
+        if post.uri.scheme_str() == Some("https") {
+            by.clients.https(&by.settings).post(post).await
+        } else if let Some(direct) = &by.clients.direct {
+            let (connect, read) = (by.settings.connect_timeout(), by.settings.read_timeout());
+            Ok(direct.post(post, connect, read).await?)
+        } else {
+            let request =
+                HttpRequest::try_from(post.http()?).map_err(|e| ConnectorError::user(e.into()))?;
+            let response = by.call(request).await?;
+            Reply::read(
+                response
+                    .try_into_http1x()
+                    .map_err(|e| ConnectorError::user(e.into()))?,
+            )
+            .await
+        }
     }
 }
 
