@@ -435,7 +435,10 @@ impl Client {
         codes: Codes,
         endpoint: Option<&str>,
     ) -> Result<Answer, Failed> {
-        let reply = match self.shared.poster.post(post).await {
+        // Boxed: the connection's future is large (the TLS handshake's), and inline it made
+        // every call's future as large, copied each time it is moved (BENCHMARKS.md,
+        // thirteenth session).
+        let reply = match Box::pin(self.shared.poster.post(post)).await {
             Ok(reply) => reply,
             Err(PostError::Dispatch(e)) => return Err(dispatch_failure(&e, endpoint)),
             Err(PostError::Body(e)) => return Err(unusable(e.as_ref(), endpoint)),
