@@ -75,6 +75,20 @@ impl SharedDns {
     }
 }
 
+impl SharedDns {
+    /// The addresses of `host`, looked up once for every connection to it (within [`TTL`]).
+    pub async fn addresses(&self, host: &str) -> io::Result<Vec<std::net::IpAddr>> {
+        let name = host
+            .parse::<Name>()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let (lookup, _) = self.lookup(name);
+        match lookup.await {
+            Ok((addrs, _)) => Ok(addrs.iter().map(SocketAddr::ip).collect()),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        }
+    }
+}
+
 impl tower_service::Service<Name> for SharedDns {
     type Response = std::vec::IntoIter<SocketAddr>;
     type Error = io::Error;

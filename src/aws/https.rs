@@ -161,11 +161,12 @@ impl Https {
         connect_timeout: Option<Duration>,
         read_timeout: Option<Duration>,
     ) -> Self {
-        let mut tcp = Tcp::new_with_resolver(dns);
+        let mut tcp = Tcp::new_with_resolver(dns.clone());
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
         let origins = Arc::new(Origins::default());
         let connector = Connector {
+            dns,
             tcp,
             tls: Arc::default(),
             tls_http1: Arc::default(),
@@ -395,6 +396,9 @@ fn connector_error(err: hyper::Error) -> ConnectorError {
 /// Makes the connections of [`Https`].
 #[derive(Clone)]
 struct Connector {
+    /// Name lookups of the direct connections ([`super::tcp`]).
+    dns: SharedDns,
+    /// The connections to an `HTTPS_PROXY` (hyper's connector, which its tunnel takes).
     tcp: Tcp<SharedDns>,
     tls: Arc<tokio::sync::OnceCell<Arc<rustls::ClientConfig>>>,
     /// The same configuration offering HTTP/1.1 alone.
@@ -545,12 +549,7 @@ impl Connector {
                         .await
                         .map_err(BoxError::from)
                 }
-                None => {
-                    let mut tcp = self.tcp.clone();
-                    tower_service::Service::call(&mut tcp, dst.clone())
-                        .await
-                        .map_err(BoxError::from)
-                }
+                None => super::tcp::connect(&self.dns, dst).await.map(TokioIo::new),
             }
         };
         let (tcp, tls) = tokio::join!(tcp, self.tls_config(offer));

@@ -26,6 +26,7 @@ pub mod plain;
 pub mod region;
 pub mod resume;
 pub mod roots;
+pub mod tcp;
 pub mod tls;
 
 use crate::error::{Class, REGION_HINT, Reason};
@@ -576,7 +577,8 @@ fn dispatch_reason(
         .with_hint("raise the open-file limit (ulimit -n; the ECS task's or pod's nofile ulimit)");
     }
     let cause = io.map_or_else(|| describe(err), ToString::to_string);
-    let dns = chain(err).any(|e| e.to_string() == "dns error");
+    // Ours (`tcp.rs`), or hyper's connector's on the way to an `HTTPS_PROXY`.
+    let dns = chain(err).any(|e| e.is::<tcp::LookupFailed>() || e.to_string() == "dns error");
     let detail = if timed_out {
         format!("connecting to{at} timed out")
     } else if dns {

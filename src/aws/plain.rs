@@ -4,7 +4,6 @@
 //! timeouts of the caller's settings. Through `HTTP_PROXY`, the SDK's own client carries them
 //! ([`super::tls`]).
 
-use super::BoxError;
 use super::dns::SharedDns;
 use super::exchange::{Answer, Conn, Exchanges, Wiped, request_bytes, response};
 use super::https::{connect_error, in_read_time, in_time};
@@ -13,7 +12,6 @@ use super::tls::{Post, Reply};
 use aws_smithy_runtime_api::client::http::HttpConnectorFuture;
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
-use hyper_util::client::legacy::connect::HttpConnector as Tcp;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,17 +19,15 @@ use std::time::Duration;
 /// HTTPS client) and the idle ones.
 #[derive(Debug, Clone)]
 pub struct Plain {
-    tcp: Tcp<SharedDns>,
+    dns: SharedDns,
     exchanges: Arc<Exchanges>,
 }
 
 impl Plain {
     /// A client whose names `dns` looks up.
     pub fn new(dns: SharedDns) -> Self {
-        let mut tcp = Tcp::new_with_resolver(dns);
-        tcp.set_nodelay(true);
         Plain {
-            tcp,
+            dns,
             exchanges: Arc::default(),
         }
     }
@@ -82,15 +78,10 @@ impl Plain {
         read: Option<Duration>,
     ) -> Result<Answer, ConnectorError> {
         let send = self.exchanges.send(wire, origin, || async move {
-            let mut tcp = self.tcp.clone();
-            let stream = in_time(connect, async {
-                tower_service::Service::call(&mut tcp, uri.clone())
-                    .await
-                    .map_err(BoxError::from)
-            })
-            .await
-            .map_err(connect_error)?;
-            Ok(Box::new(stream.into_inner()) as Conn)
+            let stream = in_time(connect, super::tcp::connect(&self.dns, uri))
+                .await
+                .map_err(connect_error)?;
+            Ok(Box::new(stream) as Conn)
         });
         in_read_time(read, send).await
     }
