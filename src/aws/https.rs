@@ -560,6 +560,7 @@ impl Connector {
             tickets: self.tickets.clone(),
             name: name.clone(),
             reserved: self.tickets.turn(&name).await,
+            answered: false,
         };
         let waited = wait_start.elapsed();
         let tls = self
@@ -611,11 +612,13 @@ struct Handshake {
     tickets: Arc<Tickets>,
     name: ServerName<'static>,
     reserved: bool,
+    /// The server's first records after it were read (see [`super::resume::Host::ended`]).
+    answered: bool,
 }
 
 impl Drop for Handshake {
     fn drop(&mut self) {
-        self.tickets.ended(&self.name, self.reserved);
+        self.tickets.ended(&self.name, self.reserved, self.answered);
     }
 }
 
@@ -648,7 +651,9 @@ impl AsyncRead for Tls {
         let read = Pin::new(&mut self.stream).poll_read(cx, buf);
         if read.is_ready() || self.stream.get_ref().0.got {
             // The tickets the server sent after the handshake are in the store: it ends.
-            self.unread = None;
+            if let Some(mut handshake) = self.unread.take() {
+                handshake.answered = true;
+            }
         }
         read
     }

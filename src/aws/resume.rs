@@ -106,13 +106,18 @@ impl Host {
     }
 
     /// A handshake ended (either way) at `now`; a connection that `reserved` a ticket lets go
-    /// of the reservation (the ticket itself left the store when rustls took it). Returns whom
-    /// it concerns among the waiting connections.
-    pub fn ended(&mut self, now: Instant, reserved: bool) -> Wake {
+    /// of the reservation (the ticket itself left the store when rustls took it). `answered`:
+    /// the server's first records after the handshake were read, and a server that sends
+    /// tickets sends them first, so without a ticket by then it sends none and nobody waits
+    /// for the grace. Returns whom it concerns among the waiting connections.
+    pub fn ended(&mut self, now: Instant, reserved: bool, answered: bool) -> Wake {
         self.handshaking = self.handshaking.saturating_sub(1);
         self.last_done = Some(now);
         if reserved {
             self.reserved = self.reserved.saturating_sub(1);
+        }
+        if answered && self.tickets_seen == 0 {
+            self.quiet = true;
         }
         if self.handshaking == 0 {
             // Every waiting connection now waits for the grace, or goes.
@@ -237,9 +242,10 @@ impl Tickets {
         }
     }
 
-    /// The handshake of a connection ended; `reserved` is what [`Tickets::turn`] returned.
-    pub fn ended(&self, name: &ServerName<'static>, reserved: bool) {
-        let wake = self.with(name, |h| h.ended(Instant::now(), reserved));
+    /// The handshake of a connection ended; `reserved` is what [`Tickets::turn`] returned,
+    /// `answered` whether the server's first records after it were read (see [`Host::ended`]).
+    pub fn ended(&self, name: &ServerName<'static>, reserved: bool, answered: bool) {
+        let wake = self.with(name, |h| h.ended(Instant::now(), reserved, answered));
         self.wake(wake);
     }
 
@@ -324,7 +330,7 @@ mod tests {
         assert_eq!(h.turn(t0), Turn::Full);
         h.started();
         assert_eq!(h.turn(t0), Turn::Wait(None));
-        h.ended(t0 + MS, false);
+        h.ended(t0 + MS, false, false);
         assert!(matches!(h.turn(t0 + MS), Turn::Wait(Some(_))));
         h.ticket_in();
         h.ticket_in();
@@ -345,12 +351,26 @@ mod tests {
         let mut h = Host::default();
         assert_eq!(h.turn(t0), Turn::Full);
         h.started();
-        h.ended(t0 + MS, false);
+        h.ended(t0 + MS, false, false);
         let later = t0 + MS + GRACE;
         assert_eq!(h.turn(later), Turn::Full);
         assert!(h.quiet);
         h.started();
         assert_eq!(h.turn(later), Turn::Full, "no more waiting");
+    }
+
+    #[test]
+    fn a_server_whose_first_records_bring_no_ticket_is_not_waited_for() {
+        let t0 = Instant::now();
+        let mut h = Host::default();
+        h.started();
+        assert_eq!(h.ended(t0 + MS, false, true), Wake::All);
+        assert_eq!(h.turn(t0 + MS), Turn::Full, "no grace");
+        let mut h = Host::default();
+        h.started();
+        h.ticket_in();
+        h.ended(t0 + MS, false, true);
+        assert_eq!(h.turn(t0 + MS), Turn::Resume, "its ticket came first");
     }
 
     #[test]
@@ -370,7 +390,7 @@ mod tests {
         h.ticket_in();
         assert_eq!(h.turn(t0), Turn::Resume);
         h.started();
-        h.ended(t0, true);
+        h.ended(t0, true, false);
         assert_eq!(h.turn(t0), Turn::Resume, "the ticket is still there");
     }
 
@@ -381,12 +401,12 @@ mod tests {
         h.started();
         h.started();
         assert_eq!(
-            h.ended(t0, false),
+            h.ended(t0, false, false),
             Wake::None,
             "another handshake is under way: the waiting still wait for it"
         );
         assert_eq!(
-            h.ended(t0, false),
+            h.ended(t0, false, false),
             Wake::All,
             "none is under way: all decide again"
         );
@@ -398,13 +418,13 @@ mod tests {
         h.started();
         h.ticket_out();
         assert_eq!(
-            h.ended(t0, true),
+            h.ended(t0, true, false),
             Wake::None,
             "its ticket was used: none is spare"
         );
         h.started();
         assert_eq!(
-            h.ended(t0, true),
+            h.ended(t0, true, false),
             Wake::One,
             "a failed handshake let go of a ticket it had not taken"
         );
