@@ -12,6 +12,10 @@
 //! files. On top, `AWS_CA_BUNDLE` and `SSL_CERT_FILE` add PEM certificates (VPC endpoints with
 //! private CAs, TLS-inspecting proxies); those are read and checked at start, so a bad bundle is a
 //! configuration error (78) before any call. See README "Containers".
+//!
+//! The SDK gets the client as its `HttpClient` ([`Transport::sdk`]); the reads of a start
+//! ([`super::json`]) go through a [`Poster`] over the same clients, as [`Post`]s answered by
+//! [`Reply`]s, without the SDK's request and response types.
 
 use super::BoxError;
 use super::dns::SharedDns;
@@ -554,6 +558,7 @@ impl Reply {
     }
 }
 
+/// The `x-amzn-ErrorType` header of `headers`, if any (the error code of a JSON 1.1 answer).
 fn error_type(headers: &http::HeaderMap) -> Option<String> {
     headers
         .get("x-amzn-ErrorType")
