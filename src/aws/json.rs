@@ -12,7 +12,6 @@ use super::tls::{MAX_RESPONSE_BODY, Post, PostError, Poster, Transport};
 use super::{Attempts, Codes, class_of_code, credentials_reason, describe, error_of, find_source};
 use crate::error::{Class, Reason};
 use aws_config::SdkConfig;
-use aws_credential_types::Credentials;
 use aws_credential_types::provider::ProvideCredentials as _;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sigv4::http_request::{
@@ -90,7 +89,9 @@ pub struct Shared {
     config: SdkConfig,
     transport: Transport,
     poster: Poster,
-    credentials: tokio::sync::OnceCell<Result<Credentials, Reason>>,
+    /// The credentials as the signer takes them, made once (each attempt made its own: six
+    /// allocations a call; BENCHMARKS.md, thirteenth session).
+    credentials: tokio::sync::OnceCell<Result<Identity, Reason>>,
     max_attempts: u32,
     initial_backoff: Duration,
     max_backoff: Duration,
@@ -119,7 +120,7 @@ impl Shared {
         })
     }
 
-    async fn credentials(&self) -> Result<Credentials, Reason> {
+    async fn credentials(&self) -> Result<&Identity, Reason> {
         self.credentials
             .get_or_init(|| async {
                 let provider: SharedCredentialsProvider =
@@ -132,10 +133,12 @@ impl Shared {
                 provider
                     .provide_credentials()
                     .await
+                    .map(Identity::from)
                     .map_err(|e| credentials_reason(&e))
             })
             .await
-            .clone()
+            .as_ref()
+            .map_err(Clone::clone)
     }
 }
 
@@ -342,7 +345,7 @@ impl Client {
         codes: Codes,
         attempts: &Attempts,
     ) -> Result<Answer, Reason> {
-        let credentials = self.shared.credentials().await?;
+        let identity = self.shared.credentials().await?;
         let endpoint = self.authority.as_deref();
         attempts.set_endpoint(self.authority.clone());
         let max = self.shared.max_attempts;
@@ -351,7 +354,7 @@ impl Client {
             // The attempt's future is made in the expression that awaits it: bound to a name,
             // it would be held twice (see `source::within`).
             let target = format!("{}.{operation}", self.service.target);
-            let signed = self.sign(&target, body, &credentials)?;
+            let signed = self.sign(&target, body, identity)?;
             let mut headers = Vec::with_capacity(HEADERS.len() + 5);
             headers.extend_from_slice(&HEADERS);
             headers.push(("x-amz-target", target.as_str()));
@@ -400,14 +403,13 @@ impl Client {
         &self,
         target: &str,
         body: &[u8],
-        credentials: &Credentials,
+        identity: &Identity,
     ) -> Result<SigningInstructions, Reason> {
         let unsigned = |e: &dyn std::fmt::Display| {
             Reason::new(Class::Config, format!("cannot sign the request: {e}"))
         };
-        let identity = Identity::from(credentials.clone());
         let params = v4::SigningParams::builder()
-            .identity(&identity)
+            .identity(identity)
             .region(&self.signing_region)
             .name(&self.signing_name)
             .time(SystemTime::now())

@@ -78,17 +78,17 @@ async fn race(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
 
 /// A connection to the first of `addrs` that accepts one, or the last one's error.
 async fn in_order(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
+    let mut last = None;
     for addr in addrs {
         match TcpStream::connect(*addr).await {
             Ok(stream) => {
                 stream.set_nodelay(true)?;
                 return Ok(stream);
             }
-            Err(e) => last = e,
+            Err(e) => last = Some(e),
         }
     }
-    Err(last)
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the host has no address")))
 }
 
 #[cfg(test)]
