@@ -3,10 +3,10 @@
 //!
 //! A request to an origin that speaks HTTP/1.1 is an exchange of our own ([`super::exchange`]:
 //! the request in one write, the answer in one buffer; idle connections used again), and one to
-//! an origin that speaks HTTP/2 a stream on its one connection (hyper's HTTP/2 client,
-//! [`hyper::client::conn::http2`]). hyper's pooled client did both before; its pool, dispatch
-//! channel and buffers were most of what a call cost over the floor (BENCHMARKS.md, twelfth
-//! session).
+//! an origin that speaks HTTP/2 a stream on its one connection (the `h2` crate's client, as
+//! the floor's). hyper's pooled client did both before; its pool, dispatch channel and buffers
+//! were most of what a call cost over the floor (BENCHMARKS.md, twelfth session), and its
+//! connection-level HTTP/2 client about 0.4 ms a start more than `h2` alone (thirteenth).
 //!
 //! A connection is a TCP connection (through the `HTTPS_PROXY` tunnel when one applies), then
 //! TLS with rustls and `ring` (kernel randomness; see BENCHMARKS.md), with one session store for
@@ -30,10 +30,11 @@ use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_types::body::SdkBody;
+use hyper::body::Bytes;
 use hyper_util::client::legacy::connect::HttpConnector as Tcp;
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::proxy::matcher::Matcher;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use std::collections::HashMap;
 use std::future::Future;
@@ -78,8 +79,8 @@ enum Made {
     Http2(H2),
 }
 
-/// The sender of requests on an HTTP/2 connection.
-type H2 = hyper::client::conn::http2::SendRequest<SdkBody>;
+/// The sender of requests on an HTTP/2 connection (the `h2` crate's, as the floor's).
+type H2 = h2::client::SendRequest<Bytes>;
 
 /// A TLS connection, its protocol, and its handshake as the session store counts it: the
 /// handshake is told ended when the server's first records after it are read (and with them
@@ -346,15 +347,68 @@ impl Outgoing for Post<'_> {
 /// What [`Https::send`] got: an HTTP/1.1 exchange's answer, or an HTTP/2 response.
 enum Sent {
     Answer(exchange::Answer),
-    H2(http::Response<hyper::body::Incoming>),
+    H2(http::Response<H2Body>),
 }
 
-/// Sends `request` on the HTTP/2 connection of `h2`.
-async fn send_h2(mut h2: H2, mut request: http::Request<SdkBody>) -> Result<Sent, ConnectorError> {
-    *request.version_mut() = http::Version::HTTP_2;
-    h2.ready().await.map_err(connector_error)?;
-    let response = h2.send_request(request).await.map_err(connector_error)?;
-    Ok(Sent::H2(response))
+/// Sends `request` (its body in memory) on the HTTP/2 connection of `h2`.
+async fn send_h2(h2: H2, request: http::Request<SdkBody>) -> Result<Sent, ConnectorError> {
+    let mut h2 = h2.ready().await.map_err(connector_error)?;
+    let (mut parts, body) = request.into_parts();
+    parts.version = http::Version::HTTP_2;
+    let body = Bytes::copy_from_slice(body.bytes().unwrap_or_default());
+    let (response, mut stream) = h2
+        .send_request(http::Request::from_parts(parts, ()), body.is_empty())
+        .map_err(connector_error)?;
+    send_data(&mut stream, body)
+        .await
+        .map_err(connector_error)?;
+    let response = response.await.map_err(connector_error)?;
+    Ok(Sent::H2(response.map(H2Body)))
+}
+
+/// Sends `data` on `stream` as the peer's flow control lets it, and ends the stream.
+async fn send_data(stream: &mut h2::SendStream<Bytes>, mut data: Bytes) -> Result<(), h2::Error> {
+    while !data.is_empty() {
+        stream.reserve_capacity(data.len());
+        let room = match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
+            Some(room) => room?,
+            None => return Err(h2::Reason::CANCEL.into()),
+        };
+        let chunk = data.split_to(room.min(data.len()));
+        stream.send_data(chunk, data.is_empty())?;
+    }
+    Ok(())
+}
+
+/// An HTTP/2 answer's body, its data given back to the connection's flow control as it is read.
+#[derive(Debug)]
+pub(super) struct H2Body(h2::RecvStream);
+
+impl hyper::body::Body for H2Body {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, h2::Error>>> {
+        match std::task::ready!(self.0.poll_data(cx)) {
+            Some(Ok(data)) => {
+                let _ = self.0.flow_control().release_capacity(data.len());
+                Poll::Ready(Some(Ok(hyper::body::Frame::data(data))))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            None => match std::task::ready!(self.0.poll_trailers(cx)) {
+                Ok(Some(trailers)) => Poll::Ready(Some(Ok(hyper::body::Frame::trailers(trailers)))),
+                Ok(None) => Poll::Ready(None),
+                Err(e) => Poll::Ready(Some(Err(e))),
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
 }
 
 /// The SDK's view of a connection that was not made (as its own client classifies them:
@@ -367,23 +421,17 @@ pub(super) fn connect_error(err: BoxError) -> ConnectorError {
     }
 }
 
-/// The SDK's view of a failed HTTP/2 request (as its own client classifies them).
-fn connector_error(err: hyper::Error) -> ConnectorError {
-    let io = chain(&err).any(|e| e.is::<io::Error>());
-    let incomplete = err.is_incomplete_message();
-    let closed = err.is_closed() || err.is_canceled();
+/// The SDK's view of a failed HTTP/2 request (as hyper's client classified them for the SDK):
+/// I/O errors and streams the server did not process are retried, a stream reset by the server
+/// is transient, the rest (the protocol broken) is not retried.
+fn connector_error(err: h2::Error) -> ConnectorError {
     // An HTTP/2 stream the server refused, or left unanswered when it closed the connection
     // (GOAWAY), was not processed and is sent again (RFC 9113, 8.7).
-    let unprocessed = chain(&err)
-        .find_map(|e| e.downcast_ref::<h2::Error>())
-        .is_some_and(|e| {
-            e.reason() == Some(h2::Reason::REFUSED_STREAM) || (e.is_go_away() && e.is_remote())
-        });
-    if err.is_timeout() {
-        ConnectorError::timeout(err.into())
-    } else if io || closed || unprocessed {
+    let unprocessed =
+        err.reason() == Some(h2::Reason::REFUSED_STREAM) || (err.is_go_away() && err.is_remote());
+    if err.is_io() || unprocessed {
         ConnectorError::io(err.into())
-    } else if incomplete {
+    } else if err.is_reset() && err.is_remote() {
         ConnectorError::other(
             err.into(),
             Some(aws_smithy_types::retry::ErrorKind::TransientError),
@@ -409,8 +457,9 @@ struct Connector {
     proxy: Arc<Matcher>,
     timeout: Option<Duration>,
     early: Early,
-    /// The open HTTP/2 connection of each origin that has one.
-    h2: Arc<Mutex<HashMap<String, H2>>>,
+    /// The open HTTP/2 connection of each origin that has one, with a number of its own (the
+    /// connection's end removes it only if it is still the one there).
+    h2: Arc<Mutex<HashMap<String, (u64, H2)>>>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -469,15 +518,8 @@ impl Connector {
 
     /// `origin`'s open HTTP/2 connection, if it has one.
     fn shared_h2(&self, origin: &str) -> Option<H2> {
-        let mut open = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
-        match open.get(origin) {
-            Some(h2) if !h2.is_closed() => Some(h2.clone()),
-            Some(_) => {
-                open.remove(origin);
-                None
-            }
-            None => None,
-        }
+        let open = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
+        open.get(origin).map(|(_, h2)| h2.clone())
     }
 
     /// A connection for a request to `dst` that offers `offer`: for both protocols, the one
@@ -509,18 +551,22 @@ impl Connector {
             attempt.connected(protocol);
             return Ok(Made::Http1(Box::new(tls)));
         }
-        let (h2, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .handshake(TokioIo::new(tls))
-            .await?;
+        let (h2, connection) = h2::client::handshake(tls).await?;
+        static NUMBER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let number = NUMBER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.h2
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(origin.clone(), h2.clone());
+            .insert(origin.clone(), (number, h2.clone()));
         let open = attempt.connected(protocol);
+        let shared = self.h2.clone();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 debug!("the HTTP/2 connection to {origin} ended: {e}");
+            }
+            let mut shared = shared.lock().unwrap_or_else(PoisonError::into_inner);
+            if shared.get(&origin).is_some_and(|(n, _)| *n == number) {
+                shared.remove(&origin);
             }
             drop(open);
         });

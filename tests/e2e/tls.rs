@@ -307,6 +307,34 @@ fn a_server_that_offers_http2_serves_all_concurrent_calls_on_one_connection() {
 }
 
 #[test]
+fn the_sdks_own_calls_go_over_http2_too() {
+    // `encrypt` is a call of the SDK's (its orchestrator, its request and response types), not
+    // one of src/aws/json.rs's: its request's body and its answer's go over the HTTP/2
+    // connection too, and the value it makes is then decrypted over it.
+    let (url, ca_pem, served) = h2_front();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    let mut env = aws_env();
+    env.insert("AWS_ENDPOINT_URL".into(), url.into());
+    env.insert("AWS_CA_BUNDLE".into(), ca_file.into());
+    let r = run_with_stdin(
+        kms_env(&env).args(["encrypt", "--key-id", key_id()]),
+        b"over-http2-plaintext",
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr());
+    let value = r.stdout().trim().to_owned();
+    assert!(value.starts_with("kms:"), "{value}");
+    env.insert("S".into(), value.into());
+    let (decrypted, dump) = exec_dump(&env, &[], &[]);
+    assert_eq!(decrypted.code, Some(0), "{}", decrypted.stderr());
+    assert_eq!(dump.var("S").unwrap(), b"over-http2-plaintext");
+    assert_eq!(served.h2_requests(), 2, "the Encrypt and the Decrypt");
+    assert_eq!(served.refused(), 0);
+    assert_no_plaintext(&decrypted, &[b"over-http2-plaintext"]);
+}
+
+#[test]
 fn http2_streams_the_server_refuses_over_its_limit_are_sent_again() {
     // All 12 streams go out at once; the server takes 3 and refuses the others (REFUSED_STREAM:
     // not processed), and those calls are sent again.
