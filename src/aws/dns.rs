@@ -73,19 +73,22 @@ impl SharedDns {
             let _ = lookup.now_or_never();
         }
     }
-}
 
-impl SharedDns {
     /// The addresses of `host`, looked up once for every connection to it (within [`TTL`]).
     pub async fn addresses(&self, host: &str) -> io::Result<Vec<std::net::IpAddr>> {
         let name = host
             .parse::<Name>()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let (lookup, _) = self.lookup(name);
-        match lookup.await {
-            Ok((addrs, _)) => Ok(addrs.iter().map(SocketAddr::ip).collect()),
-            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-        }
+        Ok(found(lookup).await?.iter().map(SocketAddr::ip).collect())
+    }
+}
+
+/// The addresses `lookup` found, or its error (an `io::Error` of the same kind and text).
+async fn found(lookup: Lookup) -> io::Result<Vec<SocketAddr>> {
+    match lookup.await {
+        Ok((addrs, _)) => Ok(addrs),
+        Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
     }
 }
 
@@ -100,13 +103,7 @@ impl tower_service::Service<Name> for SharedDns {
 
     fn call(&mut self, name: Name) -> Self::Future {
         let (lookup, _) = self.lookup(name);
-        async move {
-            match lookup.await {
-                Ok((addrs, _)) => Ok(addrs.into_iter()),
-                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-            }
-        }
-        .boxed()
+        async move { found(lookup).await.map(Vec::into_iter) }.boxed()
     }
 }
 

@@ -291,7 +291,7 @@ impl Reader {
                 // Dropped by moving the rest down and zeroing the tail it leaves.
                 let keep = self.buf.len() - len;
                 self.buf.copy_within(len.., 0);
-                self.buf[keep..].zeroize();
+                wipe(&mut self.buf[keep..]);
                 self.buf.truncate(keep);
                 continue;
             }

@@ -193,7 +193,7 @@ impl Https {
     /// protocol the origin then learns.
     async fn send(&self, request: impl Outgoing, origin: &str) -> Result<Sent, ConnectorError> {
         if let Some(h2) = self.connector.shared_h2(origin) {
-            return send_h2(h2, request.http()?).await;
+            return send_h2(h2, request.h2()?).await;
         }
         let wire = request.wire();
         let connector = &self.connector;
@@ -232,7 +232,7 @@ impl Https {
             Made::Http1(conn) => Ok(Sent::Answer(
                 self.exchanges.send_on(&wire, origin, conn).await?,
             )),
-            Made::Http2(h2) => send_h2(h2, request.http()?).await,
+            Made::Http2(h2) => send_h2(h2, request.h2()?).await,
         }
     }
 
@@ -304,11 +304,11 @@ impl HttpConnector for Https {
 }
 
 /// A request as [`Https::send`] sends it: its bytes on an HTTP/1.1 connection, an `http`
-/// request on an HTTP/2 one.
+/// request with its body's bytes on an HTTP/2 one.
 trait Outgoing {
     fn uri(&self) -> &http::Uri;
     fn wire(&self) -> exchange::Wiped;
-    fn http(self) -> Result<http::Request<SdkBody>, ConnectorError>;
+    fn h2(self) -> Result<http::Request<Bytes>, ConnectorError>;
 }
 
 /// The SDK's requests (the body in memory).
@@ -325,8 +325,9 @@ impl Outgoing for (http::request::Parts, SdkBody) {
         ))
     }
 
-    fn http(self) -> Result<http::Request<SdkBody>, ConnectorError> {
-        Ok(http::Request::from_parts(self.0, self.1))
+    fn h2(self) -> Result<http::Request<Bytes>, ConnectorError> {
+        let body = Bytes::copy_from_slice(self.1.bytes().unwrap_or_default());
+        Ok(http::Request::from_parts(self.0, body))
     }
 }
 
@@ -339,8 +340,8 @@ impl Outgoing for Post<'_> {
         Post::wire(self)
     }
 
-    fn http(self) -> Result<http::Request<SdkBody>, ConnectorError> {
-        Post::http(&self)
+    fn h2(self) -> Result<http::Request<Bytes>, ConnectorError> {
+        self.http(Bytes::copy_from_slice(self.body))
     }
 }
 
@@ -350,12 +351,11 @@ enum Sent {
     H2(http::Response<H2Body>),
 }
 
-/// Sends `request` (its body in memory) on the HTTP/2 connection of `h2`.
-async fn send_h2(h2: H2, request: http::Request<SdkBody>) -> Result<Sent, ConnectorError> {
+/// Sends `request` on the HTTP/2 connection of `h2`.
+async fn send_h2(h2: H2, request: http::Request<Bytes>) -> Result<Sent, ConnectorError> {
     let mut h2 = h2.ready().await.map_err(connector_error)?;
     let (mut parts, body) = request.into_parts();
     parts.version = http::Version::HTTP_2;
-    let body = Bytes::copy_from_slice(body.bytes().unwrap_or_default());
     let (response, mut stream) = h2
         .send_request(http::Request::from_parts(parts, ()), body.is_empty())
         .map_err(connector_error)?;
@@ -727,62 +727,43 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write(cx, buf)
-    }
+/// `AsyncWrite` for a wrapper that writes through its field `$field` unchanged.
+macro_rules! write_through {
+    ($wrapper:ty, $field:ident) => {
+        impl AsyncWrite for $wrapper {
+            fn poll_write(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.$field).poll_write(cx, buf)
+            }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_flush(cx)
-    }
+            fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.$field).poll_flush(cx)
+            }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_shutdown(cx)
-    }
+            fn poll_shutdown(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.$field).poll_shutdown(cx)
+            }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
-    }
+            fn poll_write_vectored(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.$field).poll_write_vectored(cx, bufs)
+            }
 
-    fn is_write_vectored(&self) -> bool {
-        self.tcp.is_write_vectored()
-    }
+            fn is_write_vectored(&self) -> bool {
+                self.$field.is_write_vectored()
+            }
+        }
+    };
 }
 
-impl AsyncWrite for Tls {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-}
+write_through!(Watched, tcp);
+write_through!(Tls, stream);

@@ -504,14 +504,15 @@ impl Post<'_> {
         Wiped::new(super::exchange::wire("POST", self.uri, headers, self.body))
     }
 
-    /// It as an `http` request (for HTTP/2, and for the SDK's client under `HTTP_PROXY`).
-    pub fn http(&self) -> Result<http::Request<SdkBody>, ConnectorError> {
+    /// It as an `http` request with `body` (its body, as HTTP/2 or the SDK's client under
+    /// `HTTP_PROXY` takes it).
+    pub fn http<B>(&self, body: B) -> Result<http::Request<B>, ConnectorError> {
         let mut request = http::Request::post(self.uri.clone());
         for (name, value) in self.headers {
             request = request.header(*name, *value);
         }
         request
-            .body(SdkBody::from(self.body.to_vec()))
+            .body(body)
             .map_err(|e| ConnectorError::user(e.into()))
     }
 }
@@ -597,8 +598,9 @@ impl Poster {
             let (connect, read) = (by.settings.connect_timeout(), by.settings.read_timeout());
             Ok(direct.post(post, connect, read).await?)
         } else {
+            let request = post.http(SdkBody::from(post.body.to_vec()))?;
             let request =
-                HttpRequest::try_from(post.http()?).map_err(|e| ConnectorError::user(e.into()))?;
+                HttpRequest::try_from(request).map_err(|e| ConnectorError::user(e.into()))?;
             let response = by.call(request).await?;
             Reply::read(
                 response
