@@ -21,6 +21,7 @@ pub mod dns;
 pub mod exchange;
 pub mod https;
 pub mod json;
+pub mod keyshare;
 pub mod multiplex;
 pub mod plain;
 pub mod region;

@@ -10,6 +10,8 @@
 //! and [`GRACE`]. A connection reserves the ticket it will use, so that each ticket serves one
 //! connection (rustls uses a TLS 1.3 ticket once, as RFC 8446 asks).
 //!
+//! A connection that has to wait makes its X25519 key pair meanwhile ([`super::keyshare`]).
+//!
 //! [`Tickets`] is the rustls session store and the gate: [`Host::turn`] is the pure decision,
 //! [`Tickets::turn`] waits for it. It keeps the TLS 1.3 tickets itself, up to [`MAX_TICKETS`] a
 //! server: rustls's in-memory cache keeps 8 and drops the oldest, so a connection that had
@@ -206,8 +208,10 @@ impl Tickets {
     }
 
     /// Waits until a connection to `name` whose TCP connection is up may handshake, and counts
-    /// its handshake as started. Returns whether a ticket was reserved for it.
-    pub async fn turn(&self, name: &ServerName<'static>) -> bool {
+    /// its handshake as started; `meanwhile` runs once if it has to wait, before the wait.
+    /// Returns whether a ticket was reserved for it.
+    pub async fn turn(&self, name: &ServerName<'static>, meanwhile: impl FnOnce()) -> bool {
+        let mut meanwhile = Some(meanwhile);
         let deadline = Instant::now() + MAX_WAIT;
         // One timer for the whole wait, moved only when the decision asks to look again
         // sooner: every change of the store wakes every waiting connection, and a new timer at
@@ -232,6 +236,9 @@ impl Tickets {
                 }
                 Turn::Wait(wait) => wait.map_or(deadline, |w| (now + w).min(deadline)),
             };
+            if let Some(work) = meanwhile.take() {
+                work();
+            }
             if timer.deadline() != wake.into() {
                 timer.as_mut().reset(wake.into());
             }

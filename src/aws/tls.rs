@@ -285,9 +285,12 @@ fn tls_config(extra: Vec<TrustAnchor<'static>>) -> Arc<TlsConfig> {
 /// SHA-384 first): SHA-256 runs on the CPU's SHA extensions where SHA-384 is computed in
 /// software, and it is the suite AWS's endpoints prefer (TLS 1.3's mandatory one, Go's first
 /// choice on CPUs with AES instructions). Every suite stays offered; BENCHMARKS.md has the gain.
+/// Its X25519 group hands out the key pairs that waiting connections made ahead
+/// ([`super::keyshare`]).
 fn provider() -> rustls::crypto::CryptoProvider {
     use rustls::CipherSuite as Suite;
     let mut provider = rustls::crypto::ring::default_provider();
+    provider.kx_groups = super::keyshare::with_pairs_ahead(provider.kx_groups);
     provider.cipher_suites.sort_by_key(|s| match s.suite() {
         Suite::TLS13_AES_128_GCM_SHA256 => 0,
         _ if s.tls13().is_some() => 1,

@@ -292,6 +292,33 @@ fn concurrent_calls_resume_when_the_servers_tickets_come_late() {
 }
 
 #[test]
+fn connections_waiting_for_a_ticket_make_their_key_pairs_meanwhile_each_its_own() {
+    // Of ten concurrent calls, the first makes a full handshake and the others wait for its
+    // tickets (two a handshake here), so most wait: each makes its X25519 key pair then, and a
+    // later handshake takes it. Every ClientHello the front saw carries a key share of its own.
+    let (url, ca_pem, handshakes) = tls_front_with(2);
+    let r = concurrent_decrypts(10, &url, &ca_pem);
+    let ahead = r
+        .stderr()
+        .matches("key pair made while a connection waited")
+        .count();
+    assert!(
+        (1..=9).contains(&ahead),
+        "{ahead} pairs made ahead:\n{}",
+        r.stderr()
+    );
+    let shares = handshakes.key_shares();
+    assert_eq!(
+        shares.len(),
+        handshakes.accepted(),
+        "a key share in every ClientHello"
+    );
+    assert!(shares.len() >= 10, "{} ClientHellos", shares.len());
+    let distinct: std::collections::HashSet<_> = shares.iter().collect();
+    assert_eq!(distinct.len(), shares.len(), "a key share used twice");
+}
+
+#[test]
 fn a_server_that_offers_http2_serves_all_concurrent_calls_on_one_connection() {
     within_three_starts("one connection serving the 12 calls over HTTP/2", || {
         let (url, ca_pem, served) = h2_front();

@@ -4,10 +4,10 @@ use super::moto;
 use super::proxy::read_message;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use std::io::{BufReader, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The handshakes a TLS front made, in full and resumed, the TCP connections it accepted, and
@@ -19,6 +19,7 @@ pub struct Handshakes {
     accepted: AtomicUsize,
     offered_h2: AtomicUsize,
     http1_only: AtomicUsize,
+    key_shares: Mutex<Vec<[u8; 32]>>,
 }
 
 impl Handshakes {
@@ -46,6 +47,35 @@ impl Handshakes {
     /// origin known to speak HTTP/1.1).
     pub fn http1_only(&self) -> usize {
         self.http1_only.load(Ordering::SeqCst)
+    }
+
+    /// The X25519 key share of each ClientHello so far.
+    pub fn key_shares(&self) -> Vec<[u8; 32]> {
+        self.key_shares.lock().unwrap().clone()
+    }
+}
+
+/// The X25519 key share in the ClientHello `hello` (a TLS record as the client sent it): the
+/// 32 bytes after the `key_share` extension's X25519 entry (group 0x001d, length 32).
+fn x25519_share(hello: &[u8]) -> Option<[u8; 32]> {
+    hello.windows(10).enumerate().find_map(|(at, w)| {
+        (w[..2] == [0x00, 0x33] && w[6..] == [0x00, 0x1d, 0x00, 0x20])
+            .then(|| hello.get(at + 10..at + 42)?.try_into().ok())
+            .flatten()
+    })
+}
+
+/// A reader that keeps a copy of what it reads (a ClientHello, for [`x25519_share`]).
+struct Copying<'a> {
+    tcp: &'a mut TcpStream,
+    read: Vec<u8>,
+}
+
+impl Read for Copying<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.tcp.read(buf)?;
+        self.read.extend_from_slice(&buf[..n]);
+        Ok(n)
     }
 }
 
@@ -131,8 +161,12 @@ fn front(upstream: u16, tickets: usize, delay: Duration) -> (String, String, Arc
             let (config, counts) = (config.clone(), counts.clone());
             std::thread::spawn(move || {
                 let mut acceptor = rustls::server::Acceptor::default();
+                let mut hello = Copying {
+                    tcp: &mut tcp,
+                    read: Vec::new(),
+                };
                 let accepted = loop {
-                    match acceptor.read_tls(&mut tcp) {
+                    match acceptor.read_tls(&mut hello) {
                         Ok(0) | Err(_) => return,
                         Ok(_) => {}
                     }
@@ -142,6 +176,9 @@ fn front(upstream: u16, tickets: usize, delay: Duration) -> (String, String, Arc
                         Err(_) => return,
                     }
                 };
+                if let Some(share) = x25519_share(&hello.read) {
+                    counts.key_shares.lock().unwrap().push(share);
+                }
                 let offered: Vec<Vec<u8>> = accepted
                     .client_hello()
                     .alpn()
