@@ -605,7 +605,7 @@ impl Connector {
         let handshake = Handshake {
             tickets: self.tickets.clone(),
             name: name.clone(),
-            reserved: self.tickets.turn(&name, super::keyshare::make_one).await,
+            reserved: self.tickets.turn(&name, super::keyshare::waiting).await,
             answered: false,
         };
         let waited = wait_start.elapsed();

@@ -1,18 +1,20 @@
-//! X25519 key shares made ahead, while a connection waits for its turn.
+//! X25519 key pairs made ahead, while connections wait for their turn.
 //!
 //! Every TLS connection makes a fresh X25519 key pair for its ClientHello (resumed or not: see
 //! [`super::resume`]), about a twentieth of a start's CPU at 50 connections. Of the concurrent
-//! connections to a host, all but the first wait for a session ticket, and the first full
-//! handshake leaves the one thread idle for its round trips and the server's signature. A
-//! connection that waits makes its key pair then ([`make_one`]); [`X25519`], the key-exchange
-//! group that the TLS configuration offers in place of ring's, hands out those pairs before it
-//! makes new ones. Each pair is fresh (made a few milliseconds earlier, by this process, for
-//! one connection) and is moved out of the pool to the one handshake that uses it, so forward
-//! secrecy is as with pairs made on the spot. BENCHMARKS.md, fourteenth session, has the gain.
+//! connections to a host, all but the first wait for a session ticket, and while the
+//! handshakes that bring tickets are under way the one thread has little to do. A connection
+//! that waits says so ([`waiting`]), and a task of the runtime makes one pair for each waiting
+//! connection when nothing else is ready to run ([`make_while_idle`]); [`X25519`], the
+//! key-exchange group that the TLS configuration offers in place of ring's, hands out those
+//! pairs before it makes new ones. Each pair is fresh (made a few milliseconds earlier, by this
+//! process) and is moved out of the pool to the one handshake that uses it, so forward secrecy
+//! is as with pairs made on the spot. BENCHMARKS.md, fourteenth session, has the gain.
 
 use rustls::crypto::ring::kx_group;
 use rustls::crypto::{ActiveKeyExchange, SupportedKxGroup};
 use rustls::{Error, NamedGroup, ProtocolVersion};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use tracing::debug;
 
@@ -58,10 +60,54 @@ impl Ahead {
     }
 }
 
-/// Makes one X25519 key pair for the next handshake that needs one: for a connection about to
-/// wait for its turn.
-pub fn make_one() {
-    X25519.make_one();
+/// Connections waiting for their turn now.
+static WAITING: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether [`make_while_idle`] runs.
+static MAKING: AtomicBool = AtomicBool::new(false);
+
+/// A connection waiting for its turn, until dropped.
+#[derive(Debug)]
+pub struct Waiting(());
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        WAITING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection starts waiting for its turn: an X25519 key pair is made for it when the thread
+/// has nothing else to do, for the next handshake that needs one.
+pub fn waiting() -> Waiting {
+    WAITING.fetch_add(1, Ordering::Relaxed);
+    if !MAKING.swap(true, Ordering::AcqRel) {
+        tokio::spawn(make_while_idle());
+    }
+    Waiting(())
+}
+
+/// Whether fewer pairs are made than connections wait.
+fn wanted() -> bool {
+    let made = X25519.len();
+    made < MAX_AHEAD && made < WAITING.load(Ordering::Relaxed)
+}
+
+/// Makes key pairs while fewer are made than connections wait, one at a time, each after the
+/// runtime's other work that is ready (`yield_now` lets the I/O driver run first): a handshake
+/// whose server answered goes before a pair that a waiting connection will need later.
+async fn make_while_idle() {
+    loop {
+        tokio::task::yield_now().await;
+        if wanted() {
+            X25519.make_one();
+            continue;
+        }
+        MAKING.store(false, Ordering::Release);
+        // A connection that started waiting just now saw `MAKING` set and started nothing.
+        if !wanted() || MAKING.swap(true, Ordering::AcqRel) {
+            return;
+        }
+    }
 }
 
 impl SupportedKxGroup for Ahead {
@@ -157,6 +203,32 @@ mod tests {
             group.make_one();
         }
         assert_eq!(group.len(), MAX_AHEAD);
+    }
+
+    #[tokio::test]
+    async fn pairs_are_made_for_the_waiting_connections_once_the_runtime_is_idle() {
+        // The only test of the shared group; the others use their own.
+        let waits = [waiting(), waiting(), waiting()];
+        assert_eq!(X25519.len(), 0, "made before this task let the runtime run");
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(X25519.len(), 3, "one pair for each waiting connection");
+        drop(waits);
+        let more = waiting();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            X25519.len(),
+            3,
+            "no pair for a connection when enough are made"
+        );
+        drop(more);
+        for _ in 0..3 {
+            X25519.start().unwrap();
+        }
+        assert_eq!(X25519.len(), 0);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! and [`GRACE`]. A connection reserves the ticket it will use, so that each ticket serves one
 //! connection (rustls uses a TLS 1.3 ticket once, as RFC 8446 asks).
 //!
-//! A connection that has to wait makes its X25519 key pair meanwhile ([`super::keyshare`]).
+//! While a connection waits, an X25519 key pair is made for it in the runtime's idle time
+//! ([`super::keyshare`]).
 //!
 //! [`Tickets`] is the rustls session store and the gate: [`Host::turn`] is the pure decision,
 //! [`Tickets::turn`] waits for it. It keeps the TLS 1.3 tickets itself, up to [`MAX_TICKETS`] a
@@ -208,10 +209,11 @@ impl Tickets {
     }
 
     /// Waits until a connection to `name` whose TCP connection is up may handshake, and counts
-    /// its handshake as started; `meanwhile` runs once if it has to wait, before the wait.
-    /// Returns whether a ticket was reserved for it.
-    pub async fn turn(&self, name: &ServerName<'static>, meanwhile: impl FnOnce()) -> bool {
+    /// its handshake as started; `meanwhile` runs once if it has to wait, before the wait, and
+    /// what it returns is kept until the wait ends. Returns whether a ticket was reserved for it.
+    pub async fn turn<G>(&self, name: &ServerName<'static>, meanwhile: impl FnOnce() -> G) -> bool {
         let mut meanwhile = Some(meanwhile);
+        let mut _during = None;
         let deadline = Instant::now() + MAX_WAIT;
         // One timer for the whole wait, moved only when the decision asks to look again
         // sooner: every change of the store wakes every waiting connection, and a new timer at
@@ -237,7 +239,7 @@ impl Tickets {
                 Turn::Wait(wait) => wait.map_or(deadline, |w| (now + w).min(deadline)),
             };
             if let Some(work) = meanwhile.take() {
-                work();
+                _during = Some(work());
             }
             if timer.deadline() != wake.into() {
                 timer.as_mut().reset(wake.into());
