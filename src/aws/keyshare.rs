@@ -8,19 +8,25 @@
 //! connection when nothing else is ready to run ([`make_while_idle`]); [`X25519`], the
 //! key-exchange group that the TLS configuration offers in place of ring's, hands out those
 //! pairs before it makes new ones. Each pair is fresh (made a few milliseconds earlier, by this
-//! process) and is moved out of the pool to the one handshake that uses it, so forward secrecy
-//! is as with pairs made on the spot. BENCHMARKS.md, fourteenth session, has the gain.
+//! process; one older than [`MAX_AGE`] is dropped, never used) and is moved out of the pool to
+//! the one handshake that uses it, so forward secrecy is as with pairs made on the spot. BENCHMARKS.md, fourteenth session, has the gain.
 
 use rustls::crypto::ring::kx_group;
 use rustls::crypto::{ActiveKeyExchange, SupportedKxGroup};
 use rustls::{Error, NamedGroup, ProtocolVersion};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 use tracing::debug;
 
 /// The most key pairs kept made: one for each call that can be in flight
 /// (`source::max_in_flight`, as [`super::resume::MAX_TICKETS`]).
 const MAX_AHEAD: usize = 64;
+
+/// The oldest a pair made ahead may be when a handshake takes it: a start's connections take
+/// theirs within milliseconds; one left over (its connection gave up before its handshake) is
+/// dropped rather than used by a later round of `exec --init --refresh` (at least 10 s later).
+const MAX_AGE: Duration = Duration::from_secs(5);
 
 /// ring's X25519, drawing on the pairs made ahead.
 pub static X25519: Ahead = Ahead {
@@ -29,7 +35,8 @@ pub static X25519: Ahead = Ahead {
 
 /// A key-exchange group whose key pairs may be made before a handshake asks for one.
 pub struct Ahead {
-    made: Mutex<Vec<Box<dyn ActiveKeyExchange>>>,
+    /// The pairs made, oldest first, with when each was made.
+    made: Mutex<Vec<(Instant, Box<dyn ActiveKeyExchange>)>>,
 }
 
 impl std::fmt::Debug for Ahead {
@@ -39,7 +46,7 @@ impl std::fmt::Debug for Ahead {
 }
 
 impl Ahead {
-    /// Makes one key pair for a later handshake, unless [`MAX_AHEAD`] are waiting.
+    /// Makes one key pair for a later handshake, unless [`MAX_AHEAD`] are made.
     fn make_one(&self) {
         if self.len() >= MAX_AHEAD {
             return;
@@ -47,15 +54,23 @@ impl Ahead {
         // A failure here (none is known for X25519) is met again, and reported, by the
         // handshake that makes its own pair.
         if let Ok(pair) = kx_group::X25519.start() {
-            self.lock().push(pair);
+            self.lock().push((Instant::now(), pair));
         }
+    }
+
+    /// The newest pair made ahead, if one was made within [`MAX_AGE`] of `now`; older ones
+    /// are dropped.
+    fn take(&self, now: Instant) -> Option<Box<dyn ActiveKeyExchange>> {
+        let mut made = self.lock();
+        made.retain(|(at, _)| now.saturating_duration_since(*at) <= MAX_AGE);
+        made.pop().map(|(_, pair)| pair)
     }
 
     fn len(&self) -> usize {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Box<dyn ActiveKeyExchange>>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<(Instant, Box<dyn ActiveKeyExchange>)>> {
         self.made.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -112,8 +127,7 @@ async fn make_while_idle() {
 
 impl SupportedKxGroup for Ahead {
     fn start(&self) -> Result<Box<dyn ActiveKeyExchange>, Error> {
-        let ahead = self.lock().pop();
-        match ahead {
+        match self.take(Instant::now()) {
             Some(pair) => {
                 debug!("TLS handshake with an X25519 key pair made while a connection waited");
                 Ok(pair)
@@ -194,6 +208,18 @@ mod tests {
             let b = peer.complete(&ours).unwrap();
             assert_eq!(a.secret_bytes(), b.secret_bytes());
         }
+    }
+
+    #[test]
+    fn a_pair_made_too_long_ago_is_dropped_not_used() {
+        let group = fresh();
+        group.make_one();
+        group.make_one();
+        let later = Instant::now() + MAX_AGE + Duration::from_millis(1);
+        assert!(group.take(later).is_none());
+        assert_eq!(group.len(), 0, "both old pairs dropped");
+        group.make_one();
+        assert!(group.take(Instant::now()).is_some());
     }
 
     #[test]
