@@ -9,7 +9,8 @@
 //! key-exchange group that the TLS configuration offers in place of ring's, hands out those
 //! pairs before it makes new ones. Each pair is fresh (made a few milliseconds earlier, by this
 //! process; one older than [`MAX_AGE`] is dropped, never used) and is moved out of the pool to
-//! the one handshake that uses it, so forward secrecy is as with pairs made on the spot. BENCHMARKS.md, fourteenth session, has the gain.
+//! the one handshake that uses it, so forward secrecy is as with pairs made on the spot.
+//! BENCHMARKS.md, fourteenth session, has the gain.
 
 use rustls::crypto::ring::kx_group;
 use rustls::crypto::{ActiveKeyExchange, SupportedKxGroup};
@@ -96,7 +97,7 @@ impl Drop for Waiting {
 pub fn waiting() -> Waiting {
     WAITING.fetch_add(1, Ordering::Relaxed);
     if !MAKING.swap(true, Ordering::AcqRel) {
-        tokio::spawn(make_while_idle());
+        tokio::spawn(make_while_idle(Making));
     }
     Waiting(())
 }
@@ -110,18 +111,30 @@ fn wanted() -> bool {
 /// Makes key pairs while fewer are made than connections wait, one at a time, each after the
 /// runtime's other work that is ready (`yield_now` lets the I/O driver run first): a handshake
 /// whose server answered goes before a pair that a waiting connection will need later.
-async fn make_while_idle() {
+async fn make_while_idle(mut making: Making) {
     loop {
         tokio::task::yield_now().await;
         if wanted() {
             X25519.make_one();
             continue;
         }
-        MAKING.store(false, Ordering::Release);
+        drop(making);
         // A connection that started waiting just now saw `MAKING` set and started nothing.
         if !wanted() || MAKING.swap(true, Ordering::AcqRel) {
             return;
         }
+        making = Making;
+    }
+}
+
+/// [`make_while_idle`] running: clears [`MAKING`] when it stops, also when its runtime drops it
+/// (the end of a run, polled or not: the future holds it from the start), so that the next
+/// run's waiting connections start another.
+struct Making;
+
+impl Drop for Making {
+    fn drop(&mut self) {
+        MAKING.store(false, Ordering::Release);
     }
 }
 
@@ -231,30 +244,48 @@ mod tests {
         assert_eq!(group.len(), MAX_AHEAD);
     }
 
-    #[tokio::test]
-    async fn pairs_are_made_for_the_waiting_connections_once_the_runtime_is_idle() {
-        // The only test of the shared group; the others use their own.
-        let waits = [waiting(), waiting(), waiting()];
-        assert_eq!(X25519.len(), 0, "made before this task let the runtime run");
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(X25519.len(), 3, "one pair for each waiting connection");
-        drop(waits);
-        let more = waiting();
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(
-            X25519.len(),
-            3,
-            "no pair for a connection when enough are made"
+    /// The only test of the shared group and its maker (the others use groups of their own),
+    /// so that no other test changes the counts it reads.
+    #[test]
+    fn pairs_are_made_for_the_waiting_connections_when_idle_by_one_maker_a_run() {
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+        };
+        // A run that ends before its maker ran: the next run starts its own.
+        let ended = runtime();
+        let held = ended.block_on(async { waiting() });
+        assert!(MAKING.load(Ordering::Acquire));
+        drop(ended);
+        drop(held);
+        assert!(
+            !MAKING.load(Ordering::Acquire),
+            "the dropped maker still counts as running"
         );
-        drop(more);
-        for _ in 0..3 {
-            X25519.start().unwrap();
-        }
-        assert_eq!(X25519.len(), 0);
+        runtime().block_on(async {
+            let waits = [waiting(), waiting(), waiting()];
+            assert_eq!(X25519.len(), 0, "made before this task let the runtime run");
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(X25519.len(), 3, "one pair for each waiting connection");
+            drop(waits);
+            let more = waiting();
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(
+                X25519.len(),
+                3,
+                "no pair for a connection when enough are made"
+            );
+            drop(more);
+            for _ in 0..3 {
+                X25519.start().unwrap();
+            }
+            assert_eq!(X25519.len(), 0);
+        });
     }
 
     #[test]
