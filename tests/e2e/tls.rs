@@ -95,15 +95,26 @@ fn concurrent_decrypts(n: usize, url: &str, ca_pem: &str) -> Run {
     concurrent_decrypts_with(n, url, ca_pem, &[])
 }
 
-/// [`concurrent_decrypts`] with the variables `extra` set too.
-fn concurrent_decrypts_with(n: usize, url: &str, ca_pem: &str, extra: &[(&str, &str)]) -> Run {
+/// Points `env` at the TLS front `url` whose CA is `ca_pem` (written to a file of the returned
+/// directory, kept as long as it is, and named by `AWS_CA_BUNDLE`).
+fn trusting_front(
+    env: &mut std::collections::BTreeMap<std::ffi::OsString, std::ffi::OsString>,
+    url: &str,
+    ca_pem: &str,
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca_pem).unwrap();
-    let mut env = aws_env();
-    env.extend(extra.iter().map(|(k, v)| ((*k).into(), (*v).into())));
     env.insert("AWS_ENDPOINT_URL".into(), url.into());
     env.insert("AWS_CA_BUNDLE".into(), ca_file.into());
+    dir
+}
+
+/// [`concurrent_decrypts`] with the variables `extra` set too.
+fn concurrent_decrypts_with(n: usize, url: &str, ca_pem: &str, extra: &[(&str, &str)]) -> Run {
+    let mut env = aws_env();
+    env.extend(extra.iter().map(|(k, v)| ((*k).into(), (*v).into())));
+    let _ca = trusting_front(&mut env, url, ca_pem);
     let plaintexts: Vec<String> = (0..n).map(|i| format!("resumed-secret-{i}")).collect();
     for (i, p) in plaintexts.iter().enumerate() {
         env.insert(format!("S{i}").into(), cli_encrypt(p.as_bytes()).into());
@@ -217,16 +228,12 @@ fn the_first_connection_is_made_while_a_task_role_fetches_the_credentials() {
             )
         })
     };
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &ca_pem).unwrap();
     let mut env = keyless_env();
     env.insert(
         "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
         creds.url.clone().into(),
     );
-    env.insert("AWS_ENDPOINT_URL".into(), url.into());
-    env.insert("AWS_CA_BUNDLE".into(), ca_file.into());
+    let _ca = trusting_front(&mut env, &url, &ca_pem);
     env.insert("K".into(), cli_encrypt(b"preconnected-plaintext").into());
     let (r, dump) = exec_dump(&env, &[], &[]);
     assert_eq!(r.code, Some(0), "{}", r.stderr());
@@ -339,12 +346,8 @@ fn the_sdks_own_calls_go_over_http2_too() {
     // one of src/aws/json.rs's: its request's body and its answer's go over the HTTP/2
     // connection too, and the value it makes is then decrypted over it.
     let (url, ca_pem, served) = h2_front();
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &ca_pem).unwrap();
     let mut env = aws_env();
-    env.insert("AWS_ENDPOINT_URL".into(), url.into());
-    env.insert("AWS_CA_BUNDLE".into(), ca_file.into());
+    let _ca = trusting_front(&mut env, &url, &ca_pem);
     let r = run_with_stdin(
         kms_env(&env).args(["encrypt", "--key-id", key_id()]),
         b"over-http2-plaintext",
