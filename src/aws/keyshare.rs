@@ -20,9 +20,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tracing::debug;
 
-/// The most key pairs kept made: one for each call that can be in flight
-/// (`source::max_in_flight`, as [`super::resume::MAX_TICKETS`]).
-const MAX_AHEAD: usize = 64;
+/// The most key pairs kept made: as many as TLS 1.3 tickets are kept a server, one for each
+/// call that can be in flight (`source::max_in_flight`).
+const MAX_AHEAD: usize = super::resume::MAX_TICKETS;
 
 /// The oldest a pair made ahead may be when a handshake takes it: a start's connections take
 /// theirs within milliseconds; one left over (its connection gave up before its handshake) is
@@ -47,15 +47,20 @@ impl std::fmt::Debug for Ahead {
 }
 
 impl Ahead {
-    /// Makes one key pair for a later handshake, unless [`MAX_AHEAD`] are made.
-    fn make_one(&self) {
+    /// Makes one key pair for a later handshake, unless [`MAX_AHEAD`] are made; whether it
+    /// made one.
+    fn make_one(&self) -> bool {
         if self.len() >= MAX_AHEAD {
-            return;
+            return false;
         }
         // A failure here (none is known for X25519) is met again, and reported, by the
         // handshake that makes its own pair.
-        if let Ok(pair) = kx_group::X25519.start() {
-            self.lock().push((Instant::now(), pair));
+        match kx_group::X25519.start() {
+            Ok(pair) => {
+                self.lock().push((Instant::now(), pair));
+                true
+            }
+            Err(_) => false,
         }
     }
 
@@ -104,8 +109,7 @@ pub fn waiting() -> Waiting {
 
 /// Whether fewer pairs are made than connections wait.
 fn wanted() -> bool {
-    let made = X25519.len();
-    made < MAX_AHEAD && made < WAITING.load(Ordering::Relaxed)
+    X25519.len() < WAITING.load(Ordering::Relaxed)
 }
 
 /// Makes key pairs while fewer are made than connections wait, one at a time, each after the
@@ -114,8 +118,7 @@ fn wanted() -> bool {
 async fn make_while_idle(mut making: Making) {
     loop {
         tokio::task::yield_now().await;
-        if wanted() {
-            X25519.make_one();
+        if wanted() && X25519.make_one() {
             continue;
         }
         drop(making);
