@@ -576,13 +576,7 @@ impl Connector {
     /// Makes a TCP connection to `dst` (through `HTTPS_PROXY` when it applies) and a TLS
     /// connection over it offering `offer`, resuming a session when [`Tickets::turn`] says so.
     async fn open(&self, dst: &http::Uri, offer: Offer) -> Result<Opened, BoxError> {
-        let host = dst
-            .host()
-            .ok_or("the endpoint URL has no host")?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let name = ServerName::try_from(host)?;
+        let name = ServerName::try_from(super::tcp::host_of(dst)?.to_owned())?;
         let started = Instant::now();
         let tcp = async {
             match self.proxy.intercept(dst) {

@@ -22,14 +22,19 @@ pub const FALLBACK_DELAY: Duration = Duration::from_millis(300);
 #[error("the name lookup failed")]
 pub struct LookupFailed(#[source] pub io::Error);
 
-/// A TCP connection (`TCP_NODELAY` set) to `uri`'s host and port (the scheme's default port
-/// when it has none).
-pub async fn connect(dns: &SharedDns, uri: &http::Uri) -> Result<TcpStream, BoxError> {
-    let host = uri
+/// `uri`'s host, an IPv6 address without its brackets.
+pub fn host_of(uri: &http::Uri) -> Result<&str, BoxError> {
+    Ok(uri
         .host()
         .ok_or("the endpoint URL has no host")?
         .trim_start_matches('[')
-        .trim_end_matches(']');
+        .trim_end_matches(']'))
+}
+
+/// A TCP connection (`TCP_NODELAY` set) to `uri`'s host and port (the scheme's default port
+/// when it has none).
+pub async fn connect(dns: &SharedDns, uri: &http::Uri) -> Result<TcpStream, BoxError> {
+    let host = host_of(uri)?;
     let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
         Some("https") => 443,
         _ => 80,
